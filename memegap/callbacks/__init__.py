@@ -1,0 +1,1 @@
+"""Callbacks decide when and what to log; the numbers come from memegap.metrics."""

@@ -1,0 +1,1 @@
+"""Acquisition: X/Twitter (tweepy), HTTP downloads (requests), the ARASAAC API. Raw files + manifests."""

@@ -1,0 +1,255 @@
+"""Robust image downloader used by every data source.
+
+- requests Session with urllib3 Retry (connection errors, 429 and 5xx, honouring Retry-After), connect
+  and read time-outs, and our own retry loop with exponential backoff around each whole transfer
+  (a truncated body or a stall mid-body is retried too);
+- streams to `<dir>/.<name>.part` and renames to the final name only when complete and verified; a
+  partial file is resumed with an HTTP Range request where the server answers 206;
+- rejects (and records) non-image content types, bodies over `max_bytes`, images Pillow cannot verify
+  and images over `max_pixels` (decompression bombs); rejected files are deleted;
+- file names are a hash of the URL, or a caller-given id (letters, digits, `_`, `-` only), never
+  taken from the URL path;
+- a manifest table (parquet): url, path, status, bytes, sha256, error, attempts, timestamp. A re-run
+  skips URLs already done (and re-verifies their files); a file under its final name is complete by
+  construction, so an interrupted run (even SIGKILL) resumes to the same result.
+
+Status values: "ok", "rejected" (the server's answer is not an acceptable image; not retried),
+"failed" (gave up after `max_attempts` transient errors; retried on the next run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import requests
+from PIL import Image
+from requests.adapters import HTTPAdapter
+from rich.progress import Progress
+from urllib3.util.retry import Retry
+
+from memegap.collect.tables import read_rows, write_rows
+
+log = logging.getLogger(__name__)
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("url", pa.string()),
+        ("path", pa.string()),
+        ("status", pa.string()),
+        ("bytes", pa.int64()),
+        ("sha256", pa.string()),
+        ("error", pa.string()),
+        ("attempts", pa.int32()),
+        ("timestamp", pa.timestamp("us", tz="UTC")),
+    ]
+)
+EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif", "image/webp": ".webp", "image/bmp": ".bmp"}
+CHUNK_BYTES = 64 * 1024
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
+class Rejected(Exception):
+    """The server's answer is not an acceptable image: recorded, deleted, not retried."""
+
+
+@dataclass(frozen=True)
+class DownloadSettings:
+    workers: int = 8
+    connect_timeout: float = 5.0  # seconds
+    read_timeout: float = 20.0  # seconds without a byte
+    max_attempts: int = 6
+    backoff: float = 0.5  # seconds; attempt k waits backoff · 2^(k−1)
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    manifest_flush_seconds: float = 2.0
+
+
+def file_stem(url: str) -> str:
+    """32 hex digits of sha256(url): the file name, whatever the URL's path says."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
+
+
+def make_session(settings: DownloadSettings) -> requests.Session:
+    retry = Retry(
+        total=settings.max_attempts,
+        connect=settings.max_attempts,
+        read=0,  # a read error mid-body is retried by our loop, which resumes the partial file
+        status=settings.max_attempts,
+        backoff_factor=settings.backoff,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=("GET",),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry, pool_connections=settings.workers, pool_maxsize=settings.workers)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_image(path: Path, max_pixels: int) -> None:
+    """Raise Rejected unless Pillow verifies the file and its width × height ≤ max_pixels."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise Rejected(f"image of {width}×{height} pixels is over the limit of {max_pixels}")
+                image.verify()
+    except Rejected:
+        raise
+    except Exception as error:  # Pillow raises many types for broken files
+        raise Rejected(f"not a valid image: {type(error).__name__}: {error}") from None
+
+
+class Downloader:
+    """Downloads URLs into `out_dir`, recording each outcome in `<out_dir>/manifest.parquet`."""
+
+    def __init__(self, out_dir: str | Path, settings: DownloadSettings | None = None, manifest_path: str | Path | None = None) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.settings = settings or DownloadSettings()
+        self.manifest_path = Path(manifest_path) if manifest_path else self.out_dir / "manifest.parquet"
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._rows = {row["url"]: row for row in read_rows(self.manifest_path)}
+        self._last_flush = time.monotonic()
+        self._names: dict[str, str] = {}
+
+    def _stem(self, url: str) -> str:
+        return self._names.get(url) or file_stem(url)
+
+    def _session(self) -> requests.Session:
+        if not hasattr(self._local, "session"):
+            self._local.session = make_session(self.settings)
+        return self._local.session
+
+    def _is_done(self, url: str) -> bool:
+        row = self._rows.get(url)
+        if row is None:
+            return False
+        if row["status"] == "rejected":
+            return True
+        return row["status"] == "ok" and Path(row["path"]).exists() and sha256_of(Path(row["path"])) == row["sha256"]
+
+    def _existing_final_file(self, url: str) -> Path | None:
+        matches = [p for p in self.out_dir.glob(self._stem(url) + ".*") if p.suffix != ".part"]
+        return matches[0] if matches else None
+
+    def _record(self, url: str, path: Path | None, status: str, error: str | None, attempts: int) -> dict:
+        ok = status == "ok" and path is not None
+        row = {
+            "url": url,
+            "path": str(path) if ok else None,
+            "status": status,
+            "bytes": path.stat().st_size if ok else None,
+            "sha256": sha256_of(path) if ok else None,
+            "error": error,
+            "attempts": attempts,
+            "timestamp": datetime.now(timezone.utc),
+        }
+        with self._lock:
+            self._rows[url] = row
+            if time.monotonic() - self._last_flush > self.settings.manifest_flush_seconds:
+                self._flush_locked()
+        return row
+
+    def _flush_locked(self) -> None:
+        write_rows(self.manifest_path, sorted(self._rows.values(), key=lambda r: r["url"]), MANIFEST_SCHEMA)
+        self._last_flush = time.monotonic()
+
+    def _transfer(self, url: str, part: Path) -> str:
+        """One attempt: stream `url` into `part` (resuming it if present). Returns the content type."""
+        settings = self.settings
+        have = part.stat().st_size if part.exists() else 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        with self._session().get(url, headers=headers, stream=True, timeout=(settings.connect_timeout, settings.read_timeout)) as response:
+            if response.status_code in (429,) or response.status_code >= 500:
+                raise requests.HTTPError(f"HTTP {response.status_code}", response=response)
+            if response.status_code == 416:  # our partial file is already whole, or stale
+                part.unlink(missing_ok=True)
+                raise requests.HTTPError("HTTP 416 for a resumed range; restarting", response=response)
+            if response.status_code >= 400:
+                raise Rejected(f"HTTP {response.status_code}")
+            content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if not content_type.startswith("image/"):
+                raise Rejected(f"content type {content_type or 'missing'!r} is not an image")
+            resumed = response.status_code == 206
+            declared = int(response.headers.get("Content-Length", 0) or 0) + (have if resumed else 0)
+            if declared > settings.max_bytes:
+                raise Rejected(f"body of {declared} bytes is over max_bytes={settings.max_bytes}")
+            written = have if resumed else 0
+            with part.open("ab" if resumed else "wb") as handle:
+                for chunk in response.iter_content(CHUNK_BYTES):
+                    written += len(chunk)
+                    if written > settings.max_bytes:
+                        raise Rejected(f"body is over max_bytes={settings.max_bytes}")
+                    handle.write(chunk)
+            return content_type
+
+    def fetch(self, url: str) -> dict:
+        """Download one URL (or confirm it is done); returns its manifest row."""
+        if self._is_done(url):
+            return self._rows[url]
+        existing = self._existing_final_file(url)
+        if existing is not None:
+            if url not in self._rows:  # verified and renamed by a run that died before writing its manifest
+                return self._record(url, existing, "ok", None, 0)
+            existing.unlink()  # differs from the sha256 in the manifest: fetch it again
+        part = self.out_dir / f".{self._stem(url)}.part"
+        error = None
+        for attempt in range(1, self.settings.max_attempts + 1):
+            try:
+                content_type = self._transfer(url, part)
+                verify_image(part, self.settings.max_pixels)
+                final = self.out_dir / (self._stem(url) + EXTENSIONS.get(content_type, ".img"))
+                part.replace(final)
+                return self._record(url, final, "ok", None, attempt)
+            except Rejected as rejected:
+                part.unlink(missing_ok=True)
+                return self._record(url, None, "rejected", str(rejected), attempt)
+            except (requests.RequestException, OSError) as transient:
+                error = f"{type(transient).__name__}: {transient}"
+                time.sleep(self.settings.backoff * 2 ** (attempt - 1))
+        return self._record(url, None, "failed", error, self.settings.max_attempts)
+
+    def fetch_all(self, urls: list[str], show_progress: bool = True, names: dict[str, str] | None = None) -> list[dict]:
+        """Download every URL with `workers` threads; returns the manifest rows of `urls` in order.
+
+        names: optional url -> file name without extension (e.g. a pictogram id) instead of the URL hash.
+        """
+        for url, name in (names or {}).items():
+            if not SAFE_NAME.fullmatch(name):
+                raise ValueError(f"file name {name!r} for {url} may only hold letters, digits, '_' and '-'")
+        self._names = dict(names or {})
+        unique = list(dict.fromkeys(urls))
+        with Progress(disable=not show_progress, transient=True) as progress:
+            task = progress.add_task("downloading", total=len(unique))
+            with ThreadPoolExecutor(max_workers=self.settings.workers) as pool:
+                futures = [pool.submit(self.fetch, url) for url in unique]
+                for future in as_completed(futures):
+                    future.result()
+                    progress.advance(task)
+        with self._lock:
+            self._flush_locked()
+        return [self._rows[url] for url in urls]

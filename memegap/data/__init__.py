@@ -1,0 +1,1 @@
+"""Data sources: one module per source, each a reader plus a LightningDataModule."""

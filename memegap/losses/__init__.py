@@ -1,0 +1,1 @@
+"""Loss functions: one small class per loss, no hidden state."""

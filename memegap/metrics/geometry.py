@@ -1,0 +1,131 @@
+"""Geometry of paired embeddings (modality gap, alignment, uniformity, cosine histograms).
+
+Every function takes *raw* embeddings of shape N×d (any float dtype), L2-normalises them inside and
+accumulates in float64. Nothing builds an N×N matrix: pairwise terms are computed in blocks of
+`block_size` rows, so memory stays O(block_size · N) whatever N is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+DEFAULT_BLOCK_SIZE = 2048
+
+
+def _normalise(x: Tensor) -> Tensor:
+    """Rows of `x` (N×d) scaled to unit L2 norm, float32 at least (float64 kept as is)."""
+    if x.ndim != 2:
+        raise ValueError(f"embeddings must be N×d, got shape {tuple(x.shape)}")
+    x = x.detach()
+    if x.dtype != torch.float64:
+        x = x.float()
+    return torch.nn.functional.normalize(x, dim=1)
+
+
+def _check_paired(x: Tensor, y: Tensor) -> None:
+    if x.shape != y.shape:
+        raise ValueError(f"paired embeddings must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+
+
+def modality_gap(x: Tensor, y: Tensor) -> tuple[float, Tensor]:
+    """‖mean(x̂) − mean(ŷ)‖₂ and the gap vector mean(x̂) − mean(ŷ) (d, float64).
+
+    x: N×d, y: M×d (the two modalities need not be paired).
+    """
+    gap_vector = _normalise(x).double().mean(0) - _normalise(y).double().mean(0)
+    return float(gap_vector.norm()), gap_vector
+
+
+def alignment(x: Tensor, y: Tensor) -> float:
+    """Misalignment of pairs: mean over i of ‖x̂ᵢ − ŷᵢ‖² (0 = identical, 4 = antipodal). x, y: N×d."""
+    _check_paired(x, y)
+    return float((_normalise(x).double() - _normalise(y).double()).pow(2).sum(1).mean())
+
+
+def _blocks(n: int, block_size: int) -> list[slice]:
+    return [slice(start, min(start + block_size, n)) for start in range(0, n, block_size)]
+
+
+def uniformity(x: Tensor, t: float = 2.0, block_size: int = DEFAULT_BLOCK_SIZE) -> float:
+    """log mean over i≠j of exp(−t‖x̂ᵢ − x̂ⱼ‖²) (Wang & Isola, 2020). x: N×d, N ≥ 2.
+
+    Uses ‖x̂ᵢ − x̂ⱼ‖² = 2 − 2 x̂ᵢ·x̂ⱼ; only the blocks on and above the diagonal are computed
+    (the sum is symmetric), the diagonal i = j is left out, and the sum is float64.
+    """
+    x_hat = _normalise(x)
+    n = x_hat.shape[0]
+    if n < 2:
+        raise ValueError("uniformity needs at least 2 embeddings")
+    total = torch.zeros((), dtype=torch.float64)
+    blocks = _blocks(n, block_size)
+    for bi, rows in enumerate(blocks):
+        for cols in blocks[bi:]:
+            kernel = torch.exp(-t * (2.0 - 2.0 * (x_hat[rows] @ x_hat[cols].T).double()))
+            if rows == cols:
+                block_sum = kernel.sum() - kernel.diagonal().sum()
+            else:
+                block_sum = 2.0 * kernel.sum()
+            total += block_sum
+    return float(torch.log(total / (n * (n - 1))))
+
+
+COSINE_HISTOGRAMS = ("intra_x", "intra_y", "inter_paired", "inter_cross")
+
+
+def cosine_histograms(
+    x: Tensor, y: Tensor, bins: int = 50, block_size: int = DEFAULT_BLOCK_SIZE
+) -> tuple[dict[str, Tensor], Tensor]:
+    """Histograms of cosine similarities over `bins` equal bins of [−1, 1].
+
+    x, y: N×d paired embeddings. Returns (counts, edges): counts[name] is an int64 tensor of length
+    `bins` for each name in COSINE_HISTOGRAMS, edges the bins+1 bin edges (float64):
+      - intra_x / intra_y: cos(x̂ᵢ, x̂ⱼ) over unordered pairs i < j  (N(N−1)/2 values each)
+      - inter_paired: cos(x̂ᵢ, ŷᵢ), the matching pairs                (N values)
+      - inter_cross: cos(x̂ᵢ, ŷⱼ) over i ≠ j, the non-matching pairs   (N(N−1) values)
+    """
+    _check_paired(x, y)
+    x_hat, y_hat = _normalise(x), _normalise(y)
+    n = x_hat.shape[0]
+    edges = torch.linspace(-1.0, 1.0, bins + 1, dtype=torch.float64)
+    counts = {name: torch.zeros(bins, dtype=torch.int64) for name in COSINE_HISTOGRAMS}
+
+    def add(name: str, cosines: Tensor) -> None:
+        # Bin k holds [edges[k], edges[k+1]); cos = 1 (and rounding above it) falls in the last bin.
+        index = ((cosines.double().clamp(-1.0, 1.0) + 1.0) * (bins / 2.0)).long().clamp_(0, bins - 1)
+        counts[name] += torch.bincount(index.flatten(), minlength=bins)
+
+    blocks = _blocks(n, block_size)
+    for bi, rows in enumerate(blocks):
+        for bj, cols in enumerate(blocks):
+            if bi == bj:
+                row_ids = torch.arange(rows.start, rows.stop).unsqueeze(1)
+                col_ids = torch.arange(cols.start, cols.stop).unsqueeze(0)
+                upper, off_diagonal = col_ids > row_ids, col_ids != row_ids
+                add("intra_x", (x_hat[rows] @ x_hat[cols].T)[upper])
+                add("intra_y", (y_hat[rows] @ y_hat[cols].T)[upper])
+                add("inter_cross", (x_hat[rows] @ y_hat[cols].T)[off_diagonal])
+            else:
+                if bj > bi:
+                    add("intra_x", x_hat[rows] @ x_hat[cols].T)
+                    add("intra_y", y_hat[rows] @ y_hat[cols].T)
+                add("inter_cross", x_hat[rows] @ y_hat[cols].T)
+    add("inter_paired", (x_hat * y_hat).sum(1))
+    return counts, edges
+
+
+def geometry_summary(x: Tensor, y: Tensor, names: tuple[str, str] = ("x", "y"), t: float = 2.0) -> dict[str, float]:
+    """Scalar geometry of paired embeddings x, y (N×d) as a flat dict.
+
+    Keys: gap, alignment, uniformity_<name> for each modality, and uniformity (their mean).
+    """
+    gap, _ = modality_gap(x, y)
+    uniformities = {f"uniformity_{name}": uniformity(z, t) for name, z in zip(names, (x, y))}
+    return {
+        "gap": gap,
+        "alignment": alignment(x, y),
+        **uniformities,
+        "uniformity": sum(uniformities.values()) / 2.0,
+    }

@@ -1,0 +1,1 @@
+"""LightningModules (one per file) and the towers and adapters they share."""

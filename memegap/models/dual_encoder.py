@@ -1,0 +1,109 @@
+"""CLIP-style dual encoder: image tower + text tower + linear projections to a shared space.
+
+Trainable: DoRA adapters on both towers (base weights frozen), the two projections and the
+temperature (a learnable logit scale, clamped to [0, log max_logit_scale] as in open_clip).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from memegap.models.adapters import AdapterWithoutGradientError, adapters_without_gradient, add_dora
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Learning-rate factor: linear warm-up over `warmup_steps`, then cosine decay to 0 at `total_steps`."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class DualEncoder(L.LightningModule):
+    """Dual encoder trained with a contrastive loss on batches {"image": N×3×H×W, "text": list[str]}.
+
+    embed(batch) -> {"image": N×embed_dim, "text": N×embed_dim} (raw, not normalised).
+    dora_rank = 0 trains the projections only (frozen towers, a linear probe).
+    """
+
+    def __init__(
+        self,
+        image_tower: nn.Module,
+        text_tower: nn.Module,
+        loss: nn.Module,
+        optimizer: partial,
+        embed_dim: int = 256,
+        dora_rank: int = 8,
+        dora_alpha: float = 16.0,
+        dora_dropout: float = 0.0,
+        image_adapter_targets: str | None = None,
+        text_adapter_targets: str | None = None,
+        init_temperature: float = 0.07,
+        max_logit_scale: float = 100.0,
+        warmup_steps: int = 10,
+        check_adapter_gradients: bool = True,
+    ) -> None:
+        super().__init__()
+        # Modules and the optimizer factory are rebuilt from the config, not pickled into checkpoints.
+        self.save_hyperparameters(ignore=["image_tower", "text_tower", "loss", "optimizer"], logger=False)
+        self.optimizer_factory = optimizer
+        for tower, targets in ((image_tower, image_adapter_targets), (text_tower, text_adapter_targets)):
+            if dora_rank > 0:
+                add_dora(tower, targets or tower.default_adapter_targets, dora_rank, dora_alpha, dora_dropout)
+            else:
+                tower.requires_grad_(False)
+        self.image_tower, self.text_tower, self.loss = image_tower, text_tower, loss
+        self.image_projection = nn.Linear(image_tower.output_dim, embed_dim, bias=False)
+        self.text_projection = nn.Linear(text_tower.output_dim, embed_dim, bias=False)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
+
+    def embed(self, batch: dict) -> dict[str, Tensor]:
+        return {
+            "image": self.image_projection(self.image_tower(batch["image"])),
+            "text": self.text_projection(self.text_tower(batch["text"])),
+        }
+
+    def _step(self, batch: dict, stage: str) -> dict:
+        embeddings = self.embed(batch)
+        loss = self.loss(embeddings["image"], embeddings["text"], self.logit_scale)
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(batch["text"]), on_epoch=True, on_step=stage == "train")
+        return {"loss": loss, "embeddings": {name: value.detach() for name, value in embeddings.items()}}
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss = self._step(batch, "train")["loss"]
+        self.log("train/temperature", 1.0 / self.logit_scale.exp(), on_step=True, on_epoch=False)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._step(batch, "test")
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # DoRA's B matrices start at zero, so A gets its first gradient at the second step: check then.
+        if self.hparams.check_adapter_gradients and self.hparams.dora_rank > 0 and self.global_step == 1:
+            missing = adapters_without_gradient(self)
+            if missing:
+                raise AdapterWithoutGradientError(missing)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        with torch.no_grad():
+            self.logit_scale.clamp_(0.0, math.log(self.hparams.max_logit_scale))
+
+    def configure_optimizers(self):
+        trainable = [parameter for parameter in self.parameters() if parameter.requires_grad]
+        optimizer = self.optimizer_factory(params=trainable)
+        schedule = partial(
+            warmup_cosine,
+            warmup_steps=self.hparams.warmup_steps,
+            total_steps=int(self.trainer.estimated_stepping_batches),
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

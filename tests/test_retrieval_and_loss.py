@@ -1,0 +1,69 @@
+"""Retrieval R@k and the InfoNCE loss on hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from memegap.losses.contrastive import InfoNCELoss
+from memegap.metrics.retrieval import recall_at_k
+
+
+def test_identical_embeddings_retrieve_perfectly():
+    x = torch.randn(20, 8, generator=torch.Generator().manual_seed(0))
+    metrics = recall_at_k(x, 3 * x, ks=(1, 5))
+    assert metrics == {"image_to_text_R@1": 1.0, "image_to_text_R@5": 1.0, "text_to_image_R@1": 1.0, "text_to_image_R@5": 1.0}
+
+
+def test_hand_computed_ranks():
+    # image 0 is closest to text 1, images 1 and 2 to their own texts.
+    # image→text ranks: image0 -> text0 ranks 2nd (text1 closer); images 1, 2 rank 1st. R@1 = 2/3, R@2 = 1.
+    # text→image: text0 = e1 is closest to image0 (cos 0.6) vs image1 (0); text1 = (0.8,0.6,0) is closer to
+    # image0 (0.6·0.8+0.8·0.6 = 0.96) than to image1 (0.6): rank 2. R@1 = 2/3.
+    image = torch.tensor([[0.6, 0.8, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    text = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.0, 0.0, 1.0]])
+    metrics = recall_at_k(image, text, ks=(1, 2))
+    assert metrics["image_to_text_R@1"] == pytest.approx(2 / 3)
+    assert metrics["image_to_text_R@2"] == pytest.approx(1.0)
+    assert metrics["text_to_image_R@1"] == pytest.approx(2 / 3)
+
+
+def test_pools_leave_out_the_remainder():
+    # 11 orthogonal pairs in pools of 2: 5 pools, 1 pair left out, every pool retrieved perfectly.
+    pooled = recall_at_k(torch.eye(11), torch.eye(11), ks=(1,), pool_size=2)
+    assert pooled == {"image_to_text_R@1_pool2": 1.0, "text_to_image_R@1_pool2": 1.0}
+    with pytest.raises(ValueError, match="at least one pool"):
+        recall_at_k(torch.eye(11), torch.eye(11), pool_size=12)
+
+
+def test_pooled_recall_counts_only_confusions_inside_a_pool():
+    # 40 pairs; text i is the one-hot of i, image i is one-hot of i for even i and of i−1 for odd i
+    # (odd images copy their even neighbour). Whole split: an odd image ties its own text (score 0)
+    # with 38 texts and loses to text i−1 (score 1) -> rank 1; an even image ranks 0. R@1 = 1/2.
+    # In pools of 10 from a permutation, an odd image is wrong only when its neighbour i−1 shares its pool.
+    n = 40
+    text = torch.eye(n)
+    image = torch.stack([torch.eye(n)[i - i % 2] for i in range(n)])
+    assert recall_at_k(image, text, ks=(1,))["image_to_text_R@1"] == 0.5
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    pool_of = {int(row): position // 10 for position, row in enumerate(order)}
+    wrong = sum(1 for i in range(1, n, 2) if pool_of[i] == pool_of[i - 1])
+    pooled = recall_at_k(image, text, ks=(1,), pool_size=10, pool_seed=0)
+    assert pooled["image_to_text_R@1_pool10"] == pytest.approx(1 - wrong / n)
+    assert pooled["image_to_text_R@1_pool10"] > 0.5
+
+
+def test_infonce_on_orthonormal_pairs():
+    # logits = s·I with s = exp(logit_scale) = 10: CE per row = log(1 + e^{−10}); both directions equal.
+    eye = torch.eye(2, dtype=torch.float64)
+    loss = InfoNCELoss()(eye, 5 * eye, torch.tensor(math.log(10.0), dtype=torch.float64))
+    assert float(loss) == pytest.approx(math.log1p(math.exp(-10.0)), rel=1e-9)
+
+
+def test_infonce_on_swapped_pairs():
+    # each image matches the other text: CE per row = log(1 + e^{10}) ≈ 10.0000454.
+    eye = torch.eye(2, dtype=torch.float64)
+    loss = InfoNCELoss()(eye, eye.flip(0), torch.tensor(math.log(10.0), dtype=torch.float64))
+    assert float(loss) == pytest.approx(math.log1p(math.exp(10.0)), rel=1e-6)

@@ -1,0 +1,143 @@
+"""Whole runs on the CPU mini config: learning, W&B offline files, resume, multirun, eval, adapter check."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from memegap.models.adapters import AdapterWithoutGradientError
+from memegap.train import train
+from memegap.utils.wandb_offline import find_run_files, read_history
+
+GEOMETRY_SCALARS = ["val/geometry/gap", "val/geometry/alignment", "val/geometry/uniformity_image", "val/geometry/uniformity_text"]
+HISTOGRAMS = ["cosine_intra_image", "cosine_intra_text", "cosine_inter_paired", "cosine_inter_cross"]
+
+
+def test_training_lowers_the_loss_on_held_out_pictograms(compose_train):
+    # 48 training pairs, 6 epochs: the validation loss must fall below its value before training.
+    cfg = compose_train("data.max_per_split=48", "trainer.max_epochs=6", "logger=none", "test_before_fit=true")
+    metrics = train(cfg)
+    assert metrics["test"]["test/loss"] < metrics["before_fit"]["test/loss"] - 0.05
+
+
+def test_wandb_offline_run_holds_geometry_scalars_histograms_and_pngs(compose_train, tmp_path):
+    cfg = compose_train("logger=many", "trainer.max_epochs=2", "test_before_fit=false")
+    train(cfg)
+    (run_file,) = find_run_files(tmp_path)
+    rows = read_history(run_file)
+    logged = {key for row in rows for key in row}
+    for name in GEOMETRY_SCALARS + ["val/retrieval/image_to_text_R@1", "test/geometry/gap"]:
+        assert name in logged, name
+    gaps = [row["val/geometry/gap"] for row in rows if "val/geometry/gap" in row]
+    assert len(gaps) == 2 and all(0.0 <= gap <= 2.0 for gap in gaps)
+    for name in HISTOGRAMS:
+        histogram_rows = [row for row in rows if f"val/geometry/{name}/_type" in row]
+        assert len(histogram_rows) == 2, name
+        assert histogram_rows[0][f"val/geometry/{name}/_type"] == "histogram"
+        assert len(histogram_rows[0][f"val/geometry/{name}/bins"]) == 51
+    # 24 validation pairs: 276 intra pairs per modality, 24 paired, 552 cross.
+    last = [row for row in rows if "val/geometry/cosine_inter_cross/values" in row][-1]
+    assert sum(last["val/geometry/cosine_inter_cross/values"]) == 24 * 23
+    assert any(row.get("val/geometry/cosine_histograms/_type") == "images/separated" for row in rows)
+    assert sorted(p.name for p in (tmp_path / "geometry").glob("*.png")) == ["test_epoch002.png", "val_epoch000.png", "val_epoch001.png"]  # test after 2 epochs
+    csv_rows = (tmp_path / "csv" / "version_0" / "histograms.csv").read_text().splitlines()
+    assert csv_rows[0] == "step,epoch,name,bin_left,bin_right,count" and len(csv_rows) == 1 + 3 * 4 * 50
+
+
+def final_validation(output_dir: Path) -> dict[str, float]:
+    return json.loads((output_dir / "metrics.json").read_text())["fit"]
+
+
+def test_resumed_run_ends_with_the_same_metrics(compose_train, tmp_path):
+    common = ["trainer.max_epochs=2", "logger=wandb", "test=false", "model.text_tower.max_length=16"]
+    uninterrupted = tmp_path / "uninterrupted"
+    train(compose_train(*common, output_dir=uninterrupted))
+
+    interrupted = tmp_path / "interrupted"
+    train(compose_train(*common[1:], "trainer.max_epochs=1", output_dir=interrupted))
+    first_id = (interrupted / "wandb_run_id.txt").read_text()
+    train(compose_train(*common, "ckpt_path=last", output_dir=interrupted))
+
+    expected, resumed = final_validation(uninterrupted), final_validation(interrupted)
+    for name in ["val/loss", "val/geometry/gap", "val/geometry/alignment", "val/retrieval/image_to_text_R@1"]:
+        assert resumed[name] == pytest.approx(expected[name], abs=1e-6), name
+    assert (interrupted / "wandb_run_id.txt").read_text() == first_id
+    assert len(find_run_files(interrupted)) == 2 and {p.stem for p in find_run_files(interrupted)} == {f"run-{first_id.strip()}"}
+
+
+def test_resume_without_a_checkpoint_says_what_to_do(compose_train, tmp_path):
+    with pytest.raises(FileNotFoundError, match="run_id="):
+        train(compose_train("ckpt_path=last", "logger=none"))
+
+
+def test_adapter_on_an_unused_layer_fails_loudly_naming_it(compose_train):
+    # BERT's pooler is never called under mean pooling: its adapter can get no gradient.
+    cfg = compose_train(
+        "model.text_tower.with_pooler=true",
+        "model.text_adapter_targets='.*\\.(query|value)|pooler\\.dense'",
+        "logger=none",
+        "trainer.max_epochs=1",
+        "test_before_fit=false",
+    )
+    with pytest.raises(AdapterWithoutGradientError, match="pooler.dense.lora_A"):
+        train(cfg)
+
+
+def test_every_default_adapter_gets_a_gradient(compose_train):
+    cfg = compose_train()
+    model = instantiate(cfg.model)
+    batch = {"image": torch.rand(4, 3, 32, 32), "text": ["A picture of a cat", "A picture of a dog", "A picture of a", "b"]}
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    for _ in range(2):  # DoRA's B starts at zero, so A is reached at the second step
+        optimizer.zero_grad()
+        embeddings = model.embed(batch)
+        model.loss(embeddings["image"], embeddings["text"], model.logit_scale).backward()
+        optimizer.step()
+    from memegap.models.adapters import adapters_without_gradient
+
+    assert adapters_without_gradient(model) == []
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) < 0.05 * sum(p.numel() for p in model.parameters())
+
+
+def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "MEMEGAP_ROOT": str(cwd)}
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
+
+
+MINI_CLI = [
+    "experiment=twemoji_gap", "data.max_per_split=16", "data.image_size=32", "data.batch_size=8",
+    "trainer.max_epochs=1", "extras.print_config=false", "callbacks.cross_modal_retrieval.pool_size=8",
+    "test_before_fit=false", "logger=wandb",
+]
+
+
+def test_multirun_makes_two_run_dirs_and_two_wandb_runs(tmp_path):
+    result = run_cli(["memegap.train", "-m", *MINI_CLI, "model.optimizer.lr=0.001,0.002"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = (tmp_path / "logs" / "twemoji_gap" / "multiruns").iterdir()
+    job_dirs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in job_dirs] == ["0", "1"]
+    run_files = [find_run_files(job) for job in job_dirs]
+    assert all(len(files) == 1 for files in run_files)
+    assert run_files[0][0].name != run_files[1][0].name
+    # each job ran with its own learning rate: peak lr after warm-up, decayed by the same cosine factor
+    lrs = [json.loads((job / "metrics.json").read_text())["fit"]["train/lr"] for job in job_dirs]
+    assert lrs[1] == pytest.approx(2 * lrs[0], rel=1e-6)
+
+
+def test_eval_entry_point_tests_a_checkpoint(tmp_path):
+    trained = run_cli(["memegap.train", *MINI_CLI, "logger=csv", "run_id=first"], tmp_path)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    run_dir = tmp_path / "logs" / "twemoji_gap" / "runs" / "first"
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    evaluated = run_cli(["memegap.eval", *MINI_CLI[:3], "extras.print_config=false", "logger=none", f"ckpt_path={ckpt}", "run_id=eval"], tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    tested = json.loads((tmp_path / "logs" / "eval" / "runs" / "eval" / "metrics.json").read_text())["test"]
+    assert tested["test/loss"] == pytest.approx(json.loads((run_dir / "metrics.json").read_text())["test"]["test/loss"], rel=1e-5)

@@ -1,0 +1,77 @@
+"""The Twemoji reader and data module: names, the split by base emoji, images and batches."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+import torch
+
+from memegap.data.twemoji import PROMPTS, TwemojiDataModule, base_emoji, list_pictograms, split_of
+
+
+@pytest.fixture(scope="module")
+def pictograms():
+    return list_pictograms()
+
+
+def test_every_pictogram_has_both_names_and_an_exact_png(pictograms):
+    assert 3900 <= len(pictograms) <= 4009  # 4,009 PNGs; flags' letters and a few others have no name
+    for p in pictograms:
+        assert p.names["en"] and p.names["es"]
+        assert p.path.stem == "-".join(f"{ord(c):x}" for c in p.emoji if c != "\ufe0f") or p.path.exists()
+    thumbs = next(p for p in pictograms if p.emoji == "👍🏽")
+    assert thumbs.names == {"en": "thumbs up medium skin tone", "es": "pulgar hacia arriba tono de piel medio"}
+
+
+@pytest.mark.parametrize(
+    "variants",
+    [["👍", "👍🏻", "👍🏿"], ["🧑‍⚕️", "👩‍⚕️", "👨🏿‍⚕️"], ["🏃", "🏃‍♀️", "🏃🏽‍♂️"]],
+)
+def test_variants_share_a_base(variants):
+    assert len({base_emoji(v) for v in variants}) == 1
+
+
+def test_distinct_emoji_have_distinct_bases():
+    assert len({base_emoji(e) for e in ["👍", "👎", "🧑‍⚕️", "🧑‍🎨", "🏃", "🐶"]}) == 6
+
+
+def test_split_is_by_base_and_close_to_the_fractions(pictograms):
+    splits_of_base = defaultdict(set)
+    for p in pictograms:
+        splits_of_base[p.base].add(split_of(p.base))
+    assert all(len(splits) == 1 for splits in splits_of_base.values())
+    sizes = {s: sum(split_of(p.base) == s for p in pictograms) for s in ("train", "val", "test")}
+    assert 0.75 < sizes["train"] / len(pictograms) < 0.85
+    assert min(sizes["val"], sizes["test"]) > 300
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_datamodule_batches(language):
+    datamodule = TwemojiDataModule(language=language, image_size=24, batch_size=5, max_per_split=10)
+    datamodule.setup()
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["image"].shape == (5, 3, 24, 24) and batch["image"].dtype == torch.float32
+    assert 0.0 <= float(batch["image"].min()) and float(batch["image"].max()) <= 1.0
+    assert all(text.startswith(PROMPTS[language].split("{")[0]) for text in batch["text"])
+    assert len(datamodule.datasets["test"]) == 10
+
+
+def test_shuffle_depends_only_on_seed_and_epoch():
+    datamodule = TwemojiDataModule(image_size=8, batch_size=4, max_per_split=12, seed=3)
+    datamodule.setup()
+    loader = datamodule.train_dataloader()
+
+    def first_ids(epoch):
+        loader.sampler.set_epoch(epoch)
+        return next(iter(loader))["id"]
+
+    assert first_ids(0) == first_ids(0)
+    assert first_ids(0) != first_ids(1)
+
+
+def test_bad_arguments_name_the_key():
+    with pytest.raises(ValueError, match="data.language"):
+        TwemojiDataModule(language="fr")
+    with pytest.raises(ValueError, match="data.split_fractions"):
+        TwemojiDataModule(split_fractions=(0.5, 0.1, 0.1))
