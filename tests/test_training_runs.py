@@ -28,7 +28,7 @@ def test_training_lowers_the_loss_on_held_out_pictograms(compose_train):
 
 
 def test_wandb_offline_run_holds_geometry_scalars_histograms_and_pngs(compose_train, tmp_path):
-    cfg = compose_train("logger=many", "trainer.max_epochs=2", "test_before_fit=false")
+    cfg = compose_train("logger=all", "trainer.max_epochs=2", "test_before_fit=false")
     train(cfg)
     (run_file,) = find_run_files(tmp_path)
     rows = read_history(run_file)
@@ -49,6 +49,13 @@ def test_wandb_offline_run_holds_geometry_scalars_histograms_and_pngs(compose_tr
     assert sorted(p.name for p in (tmp_path / "geometry").glob("*.png")) == ["test_epoch002.png", "val_epoch000.png", "val_epoch001.png"]  # test after 2 epochs
     csv_rows = (tmp_path / "csv" / "version_0" / "histograms.csv").read_text().splitlines()
     assert csv_rows[0] == "step,epoch,name,bin_left,bin_right,count" and len(csv_rows) == 1 + 3 * 4 * 50
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (event_dir,) = {p.parent for p in (tmp_path / "tensorboard").rglob("events.out.tfevents.*")}
+    events = EventAccumulator(str(event_dir), size_guidance={"histograms": 0}).Reload()
+    assert {f"val/geometry/{name}" for name in HISTOGRAMS} <= set(events.Tags()["histograms"])
+    (first, _) = events.Histograms("val/geometry/cosine_inter_cross")
+    assert first.histogram_value.num == 24 * 23
 
 
 def final_validation(output_dir: Path) -> dict[str, float]:
@@ -81,7 +88,7 @@ def test_adapter_on_an_unused_layer_fails_loudly_naming_it(compose_train):
     # BERT's pooler is never called under mean pooling: its adapter can get no gradient.
     cfg = compose_train(
         "model.text_tower.with_pooler=true",
-        "model.text_adapter_targets='.*\\.(query|value)|pooler\\.dense'",
+        "model.text_adapter_targets='.*\\.(query|value)|.*pooler\\.dense'",
         "logger=none",
         "trainer.max_epochs=1",
         "test_before_fit=false",
@@ -141,3 +148,17 @@ def test_eval_entry_point_tests_a_checkpoint(tmp_path):
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     tested = json.loads((tmp_path / "logs" / "eval" / "runs" / "eval" / "metrics.json").read_text())["test"]
     assert tested["test/loss"] == pytest.approx(json.loads((run_dir / "metrics.json").read_text())["test"]["test/loss"], rel=1e-5)
+
+
+def test_optuna_sweep_returns_the_optimized_metric(tmp_path):
+    result = run_cli(
+        ["memegap.train", "-m", "hparams_search=twemoji_optuna", *MINI_CLI, "logger=none",
+         "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2"],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = (tmp_path / "logs" / "twemoji_gap" / "multiruns").iterdir()
+    results = (sweep / "optimization_results.yaml").read_text()
+    assert "best_params" in results and "model.optimizer.lr" in results
+    best_value = float(results.split("best_value:")[1].split()[0])
+    assert 0.0 <= best_value <= 1.0  # an R@1 in pools of 8

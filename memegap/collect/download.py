@@ -54,6 +54,8 @@ MANIFEST_SCHEMA = pa.schema(
     ]
 )
 EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif", "image/webp": ".webp", "image/bmp": ".bmp"}
+UNKNOWN_IMAGE_EXTENSION = ".img"
+FINAL_EXTENSIONS = (*dict.fromkeys(EXTENSIONS.values()), UNKNOWN_IMAGE_EXTENSION)
 CHUNK_BYTES = 64 * 1024
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
@@ -153,8 +155,12 @@ class Downloader:
         return row["status"] == "ok" and Path(row["path"]).exists() and sha256_of(Path(row["path"])) == row["sha256"]
 
     def _existing_final_file(self, url: str) -> Path | None:
-        matches = [p for p in self.out_dir.glob(self._stem(url) + ".*") if p.suffix != ".part"]
-        return matches[0] if matches else None
+        """The URL's file under its final name, if present (a stat per known extension, no folder scan)."""
+        for extension in FINAL_EXTENSIONS:
+            path = self.out_dir / (self._stem(url) + extension)
+            if path.exists():
+                return path
+        return None
 
     def _record(self, url: str, path: Path | None, status: str, error: str | None, attempts: int) -> dict:
         ok = status == "ok" and path is not None
@@ -222,7 +228,7 @@ class Downloader:
             try:
                 content_type = self._transfer(url, part)
                 verify_image(part, self.settings.max_pixels)
-                final = self.out_dir / (self._stem(url) + EXTENSIONS.get(content_type, ".img"))
+                final = self.out_dir / (self._stem(url) + EXTENSIONS.get(content_type, UNKNOWN_IMAGE_EXTENSION))
                 part.replace(final)
                 return self._record(url, final, "ok", None, attempt)
             except Rejected as rejected:

@@ -30,19 +30,31 @@ def _check_paired(x: Tensor, y: Tensor) -> None:
         raise ValueError(f"paired embeddings must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
 
 
-def modality_gap(x: Tensor, y: Tensor) -> tuple[float, Tensor]:
+def _normalised_blocks(x: Tensor, block_size: int) -> Iterator[Tensor]:
+    """x̂ one block of rows at a time (memory O(block_size · d))."""
+    for rows in _blocks(x.shape[0], block_size):
+        yield _normalise(x[rows])
+
+
+def modality_gap(x: Tensor, y: Tensor, block_size: int = DEFAULT_BLOCK_SIZE) -> tuple[float, Tensor]:
     """‖mean(x̂) − mean(ŷ)‖₂ and the gap vector mean(x̂) − mean(ŷ) (d, float64).
 
     x: N×d, y: M×d (the two modalities need not be paired).
     """
-    gap_vector = _normalise(x).double().mean(0) - _normalise(y).double().mean(0)
+    mean_x = sum(block.sum(0, dtype=torch.float64) for block in _normalised_blocks(x, block_size)) / x.shape[0]
+    mean_y = sum(block.sum(0, dtype=torch.float64) for block in _normalised_blocks(y, block_size)) / y.shape[0]
+    gap_vector = mean_x - mean_y
     return float(gap_vector.norm()), gap_vector
 
 
-def alignment(x: Tensor, y: Tensor) -> float:
+def alignment(x: Tensor, y: Tensor, block_size: int = DEFAULT_BLOCK_SIZE) -> float:
     """Misalignment of pairs: mean over i of ‖x̂ᵢ − ŷᵢ‖² (0 = identical, 4 = antipodal). x, y: N×d."""
     _check_paired(x, y)
-    return float((_normalise(x).double() - _normalise(y).double()).pow(2).sum(1).mean())
+    total = sum(
+        (x_hat - y_hat).pow(2).sum(dtype=torch.float64)
+        for x_hat, y_hat in zip(_normalised_blocks(x, block_size), _normalised_blocks(y, block_size))
+    )
+    return float(total / x.shape[0])
 
 
 def _blocks(n: int, block_size: int) -> list[slice]:
@@ -52,8 +64,8 @@ def _blocks(n: int, block_size: int) -> list[slice]:
 def uniformity(x: Tensor, t: float = 2.0, block_size: int = DEFAULT_BLOCK_SIZE) -> float:
     """log mean over i≠j of exp(−t‖x̂ᵢ − x̂ⱼ‖²) (Wang & Isola, 2020). x: N×d, N ≥ 2.
 
-    Uses ‖x̂ᵢ − x̂ⱼ‖² = 2 − 2 x̂ᵢ·x̂ⱼ; only the blocks on and above the diagonal are computed
-    (the sum is symmetric), the diagonal i = j is left out, and the sum is float64.
+    With g = x̂ᵢ·x̂ⱼ, exp(−t‖x̂ᵢ − x̂ⱼ‖²) = e^{−2t} · exp(2t·g). Only the blocks on and above the diagonal
+    are computed (the sum is symmetric), the diagonal i = j is left out, and sums accumulate in float64.
     """
     x_hat = _normalise(x)
     n = x_hat.shape[0]
@@ -63,13 +75,12 @@ def uniformity(x: Tensor, t: float = 2.0, block_size: int = DEFAULT_BLOCK_SIZE) 
     blocks = _blocks(n, block_size)
     for bi, rows in enumerate(blocks):
         for cols in blocks[bi:]:
-            kernel = torch.exp(-t * (2.0 - 2.0 * (x_hat[rows] @ x_hat[cols].T).double()))
+            kernel = (x_hat[rows] @ x_hat[cols].T).mul_(2.0 * t).exp_()
             if rows == cols:
-                block_sum = kernel.sum() - kernel.diagonal().sum()
+                total += kernel.sum(dtype=torch.float64) - kernel.diagonal().sum(dtype=torch.float64)
             else:
-                block_sum = 2.0 * kernel.sum()
-            total += block_sum
-    return float(torch.log(total / (n * (n - 1))))
+                total += 2.0 * kernel.sum(dtype=torch.float64)
+    return float(torch.log(total / (n * (n - 1))) - 2.0 * t)
 
 
 COSINE_HISTOGRAMS = ("intra_x", "intra_y", "inter_paired", "inter_cross")

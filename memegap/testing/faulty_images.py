@@ -46,8 +46,9 @@ def bomb_png() -> bytes:
 
 
 class FaultyImageApp:
-    def __init__(self, fault_rate: float = 0.3, seed: int = 0, stall_seconds: float = 1.5, huge_bytes: int = 3_000_000) -> None:
-        self.fault_rate, self.stall_seconds, self.huge_bytes = fault_rate, stall_seconds, huge_bytes
+    def __init__(self, fault_rate: float = 0.3, seed: int = 0, stall_seconds: float = 1.5, huge_bytes: int = 3_000_000, latency: float = 0.0) -> None:
+        """latency: seconds each request waits before its answer (a network round trip)."""
+        self.fault_rate, self.stall_seconds, self.huge_bytes, self.latency = fault_rate, stall_seconds, huge_bytes, latency
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.faults_served: dict[str, int] = {fault: 0 for fault in FAULTS}
@@ -74,6 +75,8 @@ class FaultyImageHandler(QuietHandler):
             self.send_error(404)
             return
         canonical, kind, k = match.group(1), match.group(2), int(match.group(3))
+        if app.latency:
+            time.sleep(app.latency)
         if kind == "html":
             self.send_body(b"<html><body>not an image</body></html>", "text/html; charset=utf-8")
         elif kind == "huge":
