@@ -162,3 +162,19 @@ def test_optuna_sweep_returns_the_optimized_metric(tmp_path):
     assert "best_params" in results and "model.optimizer.lr" in results
     best_value = float(results.split("best_value:")[1].split()[0])
     assert 0.0 <= best_value <= 1.0  # an R@1 in pools of 8
+
+
+def test_ddp_sim_gathers_the_embeddings_of_both_processes(tmp_path):
+    # 2 CPU processes, 16 test pairs: each rank embeds 8, the callbacks must see all 16 (240 cross pairs).
+    args = [arg for arg in MINI_CLI if not arg.startswith("logger=")]
+    result = run_cli(["memegap.train", *args, "trainer=ddp_sim", "logger=tensorboard", "data.batch_size=4", "data.eval_batch_size=8", "run_id=ddp"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = tmp_path / "logs" / "twemoji_gap" / "runs" / "ddp"
+    counts = []  # ddp_spawn starts new processes for fit and for test: one TensorBoard version dir each
+    for event_dir in sorted({p.parent for p in (run_dir / "tensorboard").rglob("events.out.tfevents.*")}):
+        events = EventAccumulator(str(event_dir), size_guidance={"histograms": 0}).Reload()
+        if "test/geometry/cosine_inter_cross" in events.Tags()["histograms"]:
+            counts += [h.histogram_value.num for h in events.Histograms("test/geometry/cosine_inter_cross")]
+    assert counts == [16 * 15]
