@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,17 @@ GEOMETRY_SCALARS = ["val/geometry/gap", "val/geometry/alignment", "val/geometry/
 HISTOGRAMS = ["cosine_intra_image", "cosine_intra_text", "cosine_inter_paired", "cosine_inter_cross"]
 
 
+def history_once_written(run_file: Path, last_key: str, timeout: float = 20.0) -> list[dict]:
+    """wandb.finish() can return a few ms before wandb-core has written the last records (seen here):
+    read the run file until `last_key` is in it, for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = read_history(run_file)
+        if any(last_key in row for row in rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
 def test_training_lowers_the_loss_on_held_out_pictograms(compose_train):
     # 48 training pairs, 6 epochs: the validation loss must fall below its value before training.
     cfg = compose_train("data.max_per_split=48", "trainer.max_epochs=6", "logger=none", "test_before_fit=true")
@@ -31,7 +43,7 @@ def test_wandb_offline_run_holds_geometry_scalars_histograms_and_pngs(compose_tr
     cfg = compose_train("logger=all", "trainer.max_epochs=2", "test_before_fit=false")
     train(cfg)
     (run_file,) = find_run_files(tmp_path)
-    rows = read_history(run_file)
+    rows = history_once_written(run_file, "test/geometry/gap")
     logged = {key for row in rows for key in row}
     for name in GEOMETRY_SCALARS + ["val/retrieval/image_to_text_R@1", "test/geometry/gap"]:
         assert name in logged, name

@@ -44,6 +44,12 @@ class EmbeddingCollector(L.Callback, ABC):
             embeddings = {name: pl_module.all_gather(value.to(pl_module.device)).flatten(0, 1).cpu() for name, value in embeddings.items()}
         self.on_embeddings(trainer, pl_module, stage, embeddings)
 
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._batches = defaultdict(list)  # nothing left over from an interrupted stage
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._batches = defaultdict(list)
+
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._collect(trainer, outputs)
 

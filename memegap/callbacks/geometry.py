@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from memegap.callbacks.collect import EmbeddingCollector
@@ -24,6 +25,9 @@ class EmbeddingGeometry(EmbeddingCollector):
 
     def on_embeddings(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, embeddings: dict[str, Tensor]) -> None:
         (name_x, x), (name_y, y) = list(embeddings.items())[:2]
+        if len(x) < 2:
+            rank_zero_warn(f"{stage}: {len(x)} embedded pair(s); geometry needs at least 2, skipped")
+            return
         scalars = geometry_summary(x, y, names=(name_x, name_y), t=self.uniformity_t)
         for key, value in scalars.items():
             pl_module.log(f"{stage}/geometry/{key}", value)

@@ -3,6 +3,8 @@
 The .wandb file is a LevelDB-style log: a 7-byte file header (":W&B", magic 0xBEE1, version), then
 32 KiB blocks of chunks, each with a 7-byte header (crc32c, length, type FULL/FIRST/MIDDLE/LAST);
 a complete chunk sequence is one protobuf `Record`. We keep the `history` records as dicts.
+wandb.finish() can return a few milliseconds before wandb-core has written the last records: a reader
+that runs right after it should re-read until the key it expects is there.
 """
 
 from __future__ import annotations
