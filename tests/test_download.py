@@ -95,6 +95,15 @@ def test_unreachable_host_is_recorded_as_failed_and_retried_next_run(tmp_path):
     assert not Downloader(tmp_path, settings)._is_done(url)
 
 
+def test_a_server_that_stays_down_is_asked_a_bounded_number_of_times(tmp_path):
+    # urllib3 retries the 503 max_attempts times; our loop must not retry those retries again.
+    settings = DownloadSettings(workers=1, max_attempts=3, backoff=0.01)
+    with faulty_image_server(fault_rate=0.0) as server:
+        (row,) = Downloader(tmp_path, settings).fetch_all([f"{server.url}/down/1.png"], show_progress=False)
+        assert server.httpd.app.requests == 1 + 3
+    assert row["status"] == "failed" and "HTTP 503 after 3 retries" in row["error"]
+
+
 DOWNLOAD_SCRIPT = """
 import sys
 from memegap.collect.download import DownloadSettings, Downloader

@@ -1,8 +1,9 @@
 """Robust image downloader used by every data source.
 
-- requests Session with urllib3 Retry (connection errors, 429 and 5xx, honouring Retry-After), connect
-  and read time-outs, and our own retry loop with exponential backoff around each whole transfer
-  (a truncated body or a stall mid-body is retried too);
+- requests Session with urllib3 Retry for 429 and 5xx answers (honouring Retry-After), connect and
+  read time-outs, and our own retry loop with exponential backoff for what urllib3 cannot retry:
+  connection errors and failures mid-body (a truncated body, a stall), resumed with Range. Each
+  failure is retried by one of the two, never both;
 - streams to `<dir>/.<name>.part` and renames to the final name only when complete and verified; a
   partial file is resumed with an HTTP Range request where the server answers 206;
 - rejects (and records) non-image content types, bodies over `max_bytes`, images Pillow cannot verify
@@ -64,6 +65,10 @@ class Rejected(Exception):
     """The server's answer is not an acceptable image: recorded, deleted, not retried."""
 
 
+class ServerGaveUp(Exception):
+    """Still 429/5xx after the session's own status retries: recorded as failed, retried next run."""
+
+
 @dataclass(frozen=True)
 class DownloadSettings:
     workers: int = 8
@@ -83,9 +88,9 @@ def file_stem(url: str) -> str:
 
 def make_session(settings: DownloadSettings) -> requests.Session:
     retry = Retry(
-        total=settings.max_attempts,
-        connect=settings.max_attempts,
-        read=0,  # a read error mid-body is retried by our loop, which resumes the partial file
+        total=None,
+        connect=0,  # connection errors and read errors mid-body are retried by Downloader.fetch
+        read=0,
         status=settings.max_attempts,
         backoff_factor=settings.backoff,
         status_forcelist=(429, 500, 502, 503, 504),
@@ -190,8 +195,8 @@ class Downloader:
         have = part.stat().st_size if part.exists() else 0
         headers = {"Range": f"bytes={have}-"} if have else {}
         with self._session().get(url, headers=headers, stream=True, timeout=(settings.connect_timeout, settings.read_timeout)) as response:
-            if response.status_code in (429,) or response.status_code >= 500:
-                raise requests.HTTPError(f"HTTP {response.status_code}", response=response)
+            if response.status_code == 429 or response.status_code >= 500:
+                raise ServerGaveUp(f"HTTP {response.status_code} after {settings.max_attempts} retries")
             if response.status_code == 416:  # our partial file is already whole, or stale
                 part.unlink(missing_ok=True)
                 raise requests.HTTPError("HTTP 416 for a resumed range; restarting", response=response)
@@ -234,6 +239,8 @@ class Downloader:
             except Rejected as rejected:
                 part.unlink(missing_ok=True)
                 return self._record(url, None, "rejected", str(rejected), attempt)
+            except ServerGaveUp as gave_up:
+                return self._record(url, None, "failed", str(gave_up), attempt)
             except (requests.RequestException, OSError) as transient:
                 error = f"{type(transient).__name__}: {transient}"
                 time.sleep(self.settings.backoff * 2 ** (attempt - 1))

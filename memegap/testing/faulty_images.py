@@ -8,6 +8,7 @@ Paths (k is any integer; bodies are deterministic in k):
   /huge/k.png      an image/png body over the limit  -> must be rejected
   /corrupt/k.png   image/png bytes that are no image  -> must be rejected
   /bomb/k.png      a valid 1-bit PNG of 12,000 × 12,000 pixels (a decompression bomb) -> rejected
+  /down/k.png      always 503 (a server that stays down)  -> failed, retried by the next run
 Range requests (`bytes=N-`) are answered with 206.
 """
 
@@ -70,14 +71,20 @@ class FaultyImageHandler(QuietHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
         app: FaultyImageApp = self.server.app
-        match = re.fullmatch(r"/(canonical/)?(good|html|huge|corrupt|bomb)/(\d+)(\.png)?", self.path)
+        match = re.fullmatch(r"/(canonical/)?(good|html|huge|corrupt|bomb|down)/(\d+)(\.png)?", self.path)
         if not match:
             self.send_error(404)
             return
         canonical, kind, k = match.group(1), match.group(2), int(match.group(3))
         if app.latency:
             time.sleep(app.latency)
-        if kind == "html":
+        if kind == "down":
+            with app.lock:
+                app.requests += 1
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif kind == "html":
             self.send_body(b"<html><body>not an image</body></html>", "text/html; charset=utf-8")
         elif kind == "huge":
             self.send_body(b"\x89PNG" + bytes(app.huge_bytes), "image/png")
