@@ -9,12 +9,10 @@ import logging
 from pathlib import Path
 
 import hydra
-import lightning as L
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from memegap.config import CONFIG_DIR, register_configs, validate_config
-from memegap.utils.run import finish_wandb, instantiate_group, print_config_tree, save_metrics, scalar_metrics
+from memegap.config import CONFIG_DIR, register_configs
+from memegap.utils.run import finish_wandb, prepare_run, save_metrics, scalar_metrics
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -25,14 +23,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise ValueError("memegap-eval needs ckpt_path=<path to a .ckpt file>")
     if not Path(cfg.ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
-    validate_config(cfg)
-    output_dir = Path(cfg.paths.output_dir)
-    if cfg.get("extras", {}).get("print_config"):
-        print_config_tree(cfg, output_dir)
-    L.seed_everything(cfg.seed, workers=True)
-    datamodule: L.LightningDataModule = instantiate(cfg.data, _convert_="all")
-    model: L.LightningModule = instantiate(cfg.model, _convert_="all")
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")), logger=instantiate_group(cfg.get("logger")))
+    output_dir, datamodule, model, trainer = prepare_run(cfg)
     try:
         metrics = scalar_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)[0])
         save_metrics(output_dir, {"test": metrics})

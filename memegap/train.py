@@ -11,18 +11,14 @@ import logging
 from pathlib import Path
 
 import hydra
-import lightning as L
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from memegap.config import CONFIG_DIR, register_configs, validate_config
+from memegap.config import CONFIG_DIR, register_configs
 from memegap.utils.run import (
     finish_wandb,
-    instantiate_group,
     log_hyperparameters,
     metric_value,
-    pin_wandb_run_id,
-    print_config_tree,
+    prepare_run,
     resolve_ckpt_path,
     save_metrics,
     scalar_metrics,
@@ -34,17 +30,8 @@ register_configs()
 
 def train(cfg: DictConfig) -> dict[str, dict[str, float]]:
     """Run one experiment; returns {"before_fit": ..., "fit": ..., "test": ...} metric dicts."""
-    validate_config(cfg)
-    output_dir = Path(cfg.paths.output_dir)
-    if cfg.get("extras", {}).get("print_config"):
-        print_config_tree(cfg, output_dir)
-    L.seed_everything(cfg.seed, workers=True)
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
-    pin_wandb_run_id(cfg, output_dir)
-
-    datamodule: L.LightningDataModule = instantiate(cfg.data, _convert_="all")
-    model: L.LightningModule = instantiate(cfg.model, _convert_="all")
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")), logger=instantiate_group(cfg.get("logger")))
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), Path(cfg.paths.output_dir))  # fails before anything loads
+    output_dir, datamodule, model, trainer = prepare_run(cfg)
     metrics: dict[str, dict[str, float]] = {}
     try:
         log_hyperparameters(cfg, model, trainer)

@@ -18,12 +18,28 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 
+from memegap.config import validate_config
 from memegap.utils.io import write_text_atomic
 
 log = logging.getLogger(__name__)
 
 TREE_ORDER = ("data", "model", "callbacks", "logger", "trainer", "paths", "extras")
 WANDB_ID_FILE = "wandb_run_id.txt"
+
+
+def prepare_run(cfg: DictConfig) -> tuple[Path, L.LightningDataModule, L.LightningModule, L.Trainer]:
+    """What every entry point does first: validate the config, show and save it, seed, pin the W&B run
+    id, then build the data module, model and trainer. Returns them with the run dir."""
+    validate_config(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    if cfg.get("extras", {}).get("print_config"):
+        print_config_tree(cfg, output_dir)
+    L.seed_everything(cfg.seed, workers=True)
+    pin_wandb_run_id(cfg, output_dir)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    model = instantiate(cfg.model, _convert_="all")
+    trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")), logger=instantiate_group(cfg.get("logger")))
+    return output_dir, datamodule, model, trainer
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
