@@ -29,6 +29,8 @@ class TwemojiDataConfig:
     num_workers: int = 0
     split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     max_per_split: Optional[int] = None
+    split_by: str = "base"
+    group_variants: bool = True
     seed: int = 0
 
 

@@ -7,6 +7,7 @@ from collections import defaultdict
 import pytest
 import torch
 
+from memegap.data.sampling import EpochSeededSampler
 from memegap.data.twemoji import PROMPTS, TwemojiDataModule, base_emoji, list_pictograms, split_of
 
 
@@ -75,3 +76,40 @@ def test_bad_arguments_name_the_key():
         TwemojiDataModule(language="fr")
     with pytest.raises(ValueError, match="data.split_fractions"):
         TwemojiDataModule(split_fractions=(0.5, 0.1, 0.1))
+
+
+def test_grouped_sampler_keeps_each_group_together_in_a_seeded_order():
+    groups = [f"base{index % 7}" for index in range(40)]  # 7 groups of 5 or 6 interleaved items
+    sampler = EpochSeededSampler(groups, seed=1, groups=groups)
+    order = list(sampler)
+    assert sorted(order) == list(range(40))
+    runs = [groups[i] for position, i in enumerate(order) if position == 0 or groups[order[position - 1]] != groups[i]]
+    assert len(runs) == 7  # each group appears as one contiguous run
+    sampler.set_epoch(1)
+    assert list(sampler) != order
+    sampler.set_epoch(0)
+    assert list(sampler) == order
+
+
+def test_training_batches_hold_whole_variant_groups():
+    datamodule = TwemojiDataModule(image_size=8, batch_size=18, seed=0)
+    datamodule.setup()
+    bases = datamodule.datasets["train"].bases
+    order = list(datamodule.train_dataloader().sampler)
+    changes = sum(bases[a] != bases[b] for a, b in zip(order, order[1:]))
+    assert changes == len(set(bases)) - 1
+    with pytest.raises(ValueError, match="groups"):
+        EpochSeededSampler(range(3), groups=["a", "b"])
+
+
+def test_split_by_file_puts_siblings_of_test_pictograms_in_train():
+    by_base = TwemojiDataModule(image_size=8)
+    by_file = TwemojiDataModule(image_size=8, split_by="file")
+    by_base.setup(), by_file.setup()
+    train_bases = {split: set(module.datasets["train"].bases) for split, module in (("base", by_base), ("file", by_file))}
+    test_bases = {split: module.datasets["test"].bases for split, module in (("base", by_base), ("file", by_file))}
+    assert not any(base in train_bases["base"] for base in test_bases["base"])
+    leaked = sum(base in train_bases["file"] for base in test_bases["file"]) / len(test_bases["file"])
+    assert leaked > 0.4  # the variants of a test pictogram are mostly in train
+    with pytest.raises(ValueError, match="data.split_by"):
+        TwemojiDataModule(split_by="emoji")

