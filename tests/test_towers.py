@@ -1,0 +1,40 @@
+"""The image tower: packaged ImageNet weights, frozen BatchNorm, and pooled stage features."""
+
+from __future__ import annotations
+
+import torch
+
+from memegap.models.towers import EfficientNetLite0
+
+
+def test_pooled_stages_are_appended_to_the_head_features():
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, 64, 64)
+    plain, staged = EfficientNetLite0(), EfficientNetLite0(pool_stages=True)
+    plain.eval(), staged.eval()
+    with torch.no_grad():
+        head, features = plain(images), staged(images)
+        timm_head = plain.backbone((images - 0.5) / 0.5)
+        # stage 0 by hand: the stem, then the first block, averaged over the 32×32 positions
+        stage0 = staged.backbone.blocks[0](staged.backbone.bn1(staged.backbone.conv_stem((images - 0.5) / 0.5)))
+    assert plain.output_dim == 1280 and staged.output_dim == 1280 + 16 + 24 + 40 + 112 + 320
+    assert features.shape == (3, staged.output_dim)
+    torch.testing.assert_close(head, timm_head)  # our stage loop computes what timm's forward does
+    torch.testing.assert_close(features[:, :1280], head)  # the head features come first, unchanged
+    torch.testing.assert_close(features[:, 1280:1296], stage0.mean(dim=(2, 3)))
+
+
+def test_frozen_batchnorm_stays_in_eval_mode_when_training():
+    tower = EfficientNetLite0(pool_stages=True).train()
+    norms = [m for m in tower.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and not any(m.training for m in norms)
+    assert tower.backbone.conv_stem.training
+
+
+def test_default_image_adapters_cover_every_pointwise_conv_and_the_head():
+    from memegap.models.adapters import add_dora
+
+    tower = add_dora(EfficientNetLite0(pretrained=False), EfficientNetLite0.default_adapter_targets, rank=4, alpha=8.0)
+    adapted = {name for name, module in tower.named_modules() if hasattr(module, "lora_A")}
+    pointwise = {name for name, module in tower.named_modules() if name.endswith((".conv_pw", ".conv_pwl"))}
+    assert adapted == pointwise | {"backbone.conv_head"}
