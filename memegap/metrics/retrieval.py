@@ -20,6 +20,16 @@ def _ranks_of_matches(queries: Tensor, candidates: Tensor) -> Tensor:
     return (scores > matched).sum(1)
 
 
+def pools(n: int, pool_size: int | None = None, pool_seed: int = 0) -> list[Tensor]:
+    """Row indices of each candidate pool for N pairs: one pool of all rows when pool_size is None; else a
+    fixed random permutation (pool_seed) cut into pools of pool_size, the remainder left out."""
+    size = n if pool_size is None else pool_size
+    if size < 1 or n < size:
+        raise ValueError(f"need at least one pool of {size} pairs, got {n} pairs")
+    order = torch.arange(n) if pool_size is None else torch.randperm(n, generator=torch.Generator().manual_seed(pool_seed))
+    return [order[start : start + size] for start in range(0, n - size + 1, size)]
+
+
 def recall_at_k(
     image: Tensor, text: Tensor, ks: tuple[int, ...] = DEFAULT_KS, pool_size: int | None = None, pool_seed: int = 0
 ) -> dict[str, float]:
@@ -33,16 +43,8 @@ def recall_at_k(
     """
     if image.shape != text.shape:
         raise ValueError(f"paired embeddings must have the same shape, got {tuple(image.shape)} and {tuple(text.shape)}")
-    n = image.shape[0]
-    size = n if pool_size is None else pool_size
-    if size < 1 or n < size:
-        raise ValueError(f"need at least one pool of {size} pairs, got {n} pairs")
-    if pool_size is not None:
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(pool_seed))
-        image, text = image[order], text[order]
     ranks = {"image_to_text": [], "text_to_image": []}
-    for start in range(0, n - size + 1, size):
-        pool = slice(start, start + size)
+    for pool in pools(image.shape[0], pool_size, pool_seed):
         ranks["image_to_text"].append(_ranks_of_matches(image[pool], text[pool]))
         ranks["text_to_image"].append(_ranks_of_matches(text[pool], image[pool]))
     suffix = "" if pool_size is None else f"_pool{pool_size}"

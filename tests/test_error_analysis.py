@@ -1,0 +1,22 @@
+"""experiments/twemoji_errors.py: the kinds of image→text errors, on a case counted by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from experiments.twemoji_errors import error_kinds
+
+
+def test_error_kinds_on_a_hand_built_pool():
+    # thumbs up, thumbs up medium skin tone (siblings), dog face, cat face; texts are one-hot rows.
+    ids = ["1f44d", "1f44d-1f3fd", "1f436", "1f431"]
+    text = torch.eye(4)
+    image = torch.stack([text[0], text[0], text[3], text[3]])  # right, sibling (wrong tone), other base, right
+    kinds = error_kinds({"image": image, "text": text}, ids, pool_size=4)
+    assert kinds["correct"] == pytest.approx(0.5)
+    assert kinds["sibling"] == pytest.approx(0.25) and kinds["other_base"] == pytest.approx(0.25)
+    assert kinds["wrong_skin_tone"] == pytest.approx(0.25)  # only the thumbs-up confusion changes the tone
+    assert kinds["wrong_person_word"] == 0.0
+    # right base always, random variant: 1/2 for each thumbs up, 1 for the dog and the cat
+    assert kinds["sibling_oracle_R@1"] == pytest.approx((0.5 + 0.5 + 1 + 1) / 4)
