@@ -77,6 +77,8 @@ class DualEncoderConfig:
     dora_dropout: float = 0.0
     image_adapter_targets: Optional[str] = None
     text_adapter_targets: Optional[str] = None
+    lock_image_tower: bool = False
+    lock_text_tower: bool = False
     init_temperature: float = 0.07
     max_logit_scale: float = 100.0
     warmup_steps: int = 10

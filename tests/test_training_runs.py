@@ -126,6 +126,16 @@ def test_every_default_adapter_gets_a_gradient(compose_train):
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) < 0.05 * sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.parametrize("locked, trained", [("image", "text"), ("text", "image")])
+def test_a_locked_tower_gets_no_adapters_and_no_gradient(compose_train, locked, trained):
+    model = instantiate(compose_train(f"model.lock_{locked}_tower=true").model)
+    locked_tower, trained_tower = getattr(model, f"{locked}_tower"), getattr(model, f"{trained}_tower")
+    assert not any("lora_" in name for name, _ in locked_tower.named_parameters())
+    assert not any(parameter.requires_grad for parameter in locked_tower.parameters())
+    assert any(parameter.requires_grad for name, parameter in trained_tower.named_parameters() if "lora_" in name)
+    assert getattr(model, f"{locked}_projection").weight.requires_grad  # the projection still trains
+
+
 def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "MEMEGAP_ROOT": str(cwd)}
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=600, env=env, cwd=cwd)

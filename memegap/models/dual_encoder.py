@@ -28,7 +28,8 @@ class DualEncoder(L.LightningModule):
     """Dual encoder trained with a contrastive loss on batches {"image": N×3×H×W, "text": list[str]}.
 
     embed(batch) -> {"image": N×embed_dim, "text": N×embed_dim} (raw, not normalised).
-    dora_rank = 0 trains the projections only (frozen towers, a linear probe).
+    dora_rank = 0 trains the projections only (frozen towers, a linear probe). lock_image_tower /
+    lock_text_tower freeze one tower without adapters (as open_clip's lock options; image locked = LiT).
     """
 
     def __init__(
@@ -43,6 +44,8 @@ class DualEncoder(L.LightningModule):
         dora_dropout: float = 0.0,
         image_adapter_targets: str | None = None,
         text_adapter_targets: str | None = None,
+        lock_image_tower: bool = False,
+        lock_text_tower: bool = False,
         init_temperature: float = 0.07,
         max_logit_scale: float = 100.0,
         warmup_steps: int = 10,
@@ -52,8 +55,9 @@ class DualEncoder(L.LightningModule):
         # Modules and the optimizer factory are rebuilt from the config, not pickled into checkpoints.
         self.save_hyperparameters(ignore=["image_tower", "text_tower", "loss", "optimizer"], logger=False)
         self.optimizer_factory = optimizer
-        for tower, targets in ((image_tower, image_adapter_targets), (text_tower, text_adapter_targets)):
-            if dora_rank > 0:
+        towers = ((image_tower, image_adapter_targets, lock_image_tower), (text_tower, text_adapter_targets, lock_text_tower))
+        for tower, targets, locked in towers:
+            if dora_rank > 0 and not locked:
                 add_dora(tower, targets or tower.default_adapter_targets, dora_rank, dora_alpha, dora_dropout)
             else:
                 tower.requires_grad_(False)
