@@ -2,10 +2,11 @@
 
     python experiments/twemoji_errors.py logs/twemoji_gap/runs/<run> [--split test] [--pool-size 90]
 
-Embeds the split with the run's best checkpoint (checkpoints/epoch_*.ckpt, else last.ckpt), takes the
+Embeds the split with the run's best checkpoint (checkpoints/epoch_*.ckpt, or --checkpoint), takes the
 same pools as the CrossModalRetrieval callback, and sorts every image→text top-1 answer into:
 correct; a sibling (another variant of the same base emoji); another base emoji. For wrong answers it
-also says whether the skin tone and the person word (man / woman / person ...) differ from the truth.
+also says whether the skin-tone modifiers and the person characters (man / woman / person ..., gender
+signs) differ from the truth: the code points that `base_emoji` strips to find the base.
 `sibling_oracle_R@1` is the R@1 of a model that always finds the right base emoji and picks among its
 variants in the pool at random: what telling variants apart is worth. Prints JSON.
 """
@@ -21,36 +22,43 @@ import hydra
 import torch
 from omegaconf import OmegaConf
 
-from memegap.data.twemoji import list_pictograms
+from memegap.data.twemoji import GENDER_SIGNS, GENDERED_PEOPLE, SKIN_TONES, list_pictograms
 from memegap.metrics.retrieval import pools
 
-SKIN_TONES = ("medium-light skin tone", "medium-dark skin tone", "light skin tone", "medium skin tone", "dark skin tone")
-PERSON_WORDS = ("man", "woman", "person", "men", "women", "people", "boy", "girl", "child")
+# The code points that base_emoji() drops or maps to make the base key: a variant is its base plus these.
+PERSON_MARKS = GENDER_SIGNS | set(GENDERED_PEOPLE) | set(GENDERED_PEOPLE.values())
 
 
-def skin_tone(name: str) -> str:
-    return next((tone for tone in SKIN_TONES if tone in name), "none")
+def skin_tones(sequence: str) -> str:
+    """The skin-tone modifiers of an emoji sequence, in order ("" for none; two for some couples)."""
+    return "".join(c for c in sequence if c in SKIN_TONES)
 
 
-def person_word(name: str) -> str:
-    return next((word for word in name.split() if word in PERSON_WORDS), "none")
+def person_marks(sequence: str) -> str:
+    """The man / woman / person (boy, girl, child ...) characters and gender signs of an emoji sequence."""
+    return "".join(c for c in sequence if c in PERSON_MARKS)
 
 
 def best_checkpoint(run_dir: Path) -> Path:
-    candidates = sorted((run_dir / "checkpoints").glob("epoch_*.ckpt")) or [run_dir / "checkpoints" / "last.ckpt"]
-    if not candidates[-1].is_file():
-        raise FileNotFoundError(f"{run_dir}/checkpoints holds no checkpoint: train the run first")
-    return candidates[-1]
+    """The run's one epoch_*.ckpt (ModelCheckpoint keeps the best, save_top_k=1), else last.ckpt."""
+    checkpoints = run_dir / "checkpoints"
+    candidates = sorted(checkpoints.glob("epoch_*.ckpt"))
+    if len(candidates) > 1:
+        raise ValueError(f"{checkpoints} holds {len(candidates)} epoch checkpoints: pass the one to use with --checkpoint")
+    if not candidates and not (checkpoints / "last.ckpt").is_file():
+        raise FileNotFoundError(f"{checkpoints} holds no checkpoint: train the run first")
+    return candidates[0] if candidates else checkpoints / "last.ckpt"
 
 
 @torch.no_grad()
-def embed_split(run_dir: Path, split: str) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Image and text embeddings (N×d each) of `split` under the run's best checkpoint, and the row ids."""
+def embed_split(run_dir: Path, split: str, checkpoint_path: Path | None = None) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Image and text embeddings (N×d each) of `split` under a checkpoint of the run (default: its best),
+    and the row ids."""
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     datamodule.setup()
     model = hydra.utils.instantiate(cfg.model, _convert_="all")
-    checkpoint = torch.load(best_checkpoint(run_dir), map_location="cpu", weights_only=True)
+    checkpoint = torch.load(checkpoint_path or best_checkpoint(run_dir), map_location="cpu", weights_only=True)
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
     loader = getattr(datamodule, f"{split}_dataloader")()
@@ -63,7 +71,7 @@ def error_kinds(embeddings: dict[str, torch.Tensor], ids: list[str], pool_size: 
     """Fractions of image→text top-1 answers by kind (see the module docstring), over all pooled queries."""
     pictogram_of = {p.path.stem: p for p in list_pictograms()}
     bases = [pictogram_of[row_id].base for row_id in ids]
-    names = [pictogram_of[row_id].names["en"] for row_id in ids]
+    sequences = [pictogram_of[row_id].emoji for row_id in ids]
     image = torch.nn.functional.normalize(embeddings["image"].float(), dim=1)
     text = torch.nn.functional.normalize(embeddings["text"].float(), dim=1)
     kinds, oracle, queries = Counter(), 0.0, 0
@@ -77,8 +85,8 @@ def error_kinds(embeddings: dict[str, torch.Tensor], ids: list[str], pool_size: 
                 kinds["correct"] += 1
                 continue
             kinds["sibling" if bases[answer] == bases[query] else "other_base"] += 1
-            kinds["wrong_skin_tone"] += skin_tone(names[answer]) != skin_tone(names[query])
-            kinds["wrong_person_word"] += person_word(names[answer]) != person_word(names[query])
+            kinds["wrong_skin_tone"] += skin_tones(sequences[answer]) != skin_tones(sequences[query])
+            kinds["wrong_person"] += person_marks(sequences[answer]) != person_marks(sequences[query])
     summary = {f"{kind}": count / queries for kind, count in sorted(kinds.items())}
     summary["sibling_oracle_R@1"] = oracle / queries
     summary["queries"] = queries
@@ -90,8 +98,9 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path, help="a run dir of experiment=twemoji_gap (holds .hydra/ and checkpoints/)")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--pool-size", type=int, default=90)
+    parser.add_argument("--checkpoint", type=Path, help="a .ckpt of the run (default: its best, checkpoints/epoch_*.ckpt)")
     args = parser.parse_args()
-    embeddings, ids = embed_split(args.run_dir, args.split)
+    embeddings, ids = embed_split(args.run_dir, args.split, args.checkpoint)
     print(json.dumps({"run": str(args.run_dir), "split": args.split, **error_kinds(embeddings, ids, args.pool_size)}, indent=2))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from experiments.twemoji_errors import error_kinds
+from experiments.twemoji_errors import error_kinds, person_marks, skin_tones
 
 
 def test_error_kinds_on_a_hand_built_pool():
@@ -17,6 +17,13 @@ def test_error_kinds_on_a_hand_built_pool():
     assert kinds["correct"] == pytest.approx(0.5)
     assert kinds["sibling"] == pytest.approx(0.25) and kinds["other_base"] == pytest.approx(0.25)
     assert kinds["wrong_skin_tone"] == pytest.approx(0.25)  # only the thumbs-up confusion changes the tone
-    assert kinds["wrong_person_word"] == 0.0
+    assert kinds["wrong_person"] == 0.0
     # right base always, random variant: 1/2 for each thumbs up, 1 for the dog and the cat
     assert kinds["sibling_oracle_R@1"] == pytest.approx((0.5 + 0.5 + 1 + 1) / 4)
+
+
+def test_variant_marks_come_from_the_code_points():
+    couple = "\U0001F469\U0001F3FB\u200d\u2764\ufe0f\u200d\U0001F468\U0001F3FF"  # woman light, man dark
+    assert skin_tones(couple) == "\U0001F3FB\U0001F3FF" and skin_tones("\U0001F44D") == ""
+    assert person_marks(couple) == "\U0001F469\U0001F468"
+    assert person_marks("\U0001F46E\u200d\u2640\ufe0f") == "\u2640"  # woman police officer: the sign
