@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from memegap.losses.contrastive import InfoNCELoss
-from memegap.metrics.retrieval import recall_at_k
+from memegap.metrics.retrieval import pools, recall_at_k
 
 
 def test_identical_embeddings_retrieve_perfectly():
@@ -36,6 +36,18 @@ def test_pools_leave_out_the_remainder():
     assert pooled == {"image_to_text_R@1_pool2": 1.0, "text_to_image_R@1_pool2": 1.0}
     with pytest.raises(ValueError, match="at least one pool"):
         recall_at_k(torch.eye(11), torch.eye(11), pool_size=12)
+
+
+def test_repeated_pools_average_the_recall_of_each_permutation():
+    # Same number of queries per permutation, so the pooled R@1 over 3 permutations is their mean.
+    generator = torch.Generator().manual_seed(0)
+    image, text = torch.randn(95, 16, generator=generator), torch.randn(95, 16, generator=generator)
+    text = image + 1.5 * text  # noisy pairs: R@1 strictly between 0 and 1
+    single = [recall_at_k(image, text, ks=(1,), pool_size=10, pool_seed=seed)["image_to_text_R@1_pool10"] for seed in range(3)]
+    repeated = recall_at_k(image, text, ks=(1,), pool_size=10, pool_repeats=3)["image_to_text_R@1_pool10"]
+    assert repeated == pytest.approx(sum(single) / 3)
+    assert len(set(single)) > 1 and 0.0 < repeated < 1.0
+    assert len(pools(95, 10, repeats=3)) == 27  # 9 pools of 10 per permutation, 5 pairs left out of each
 
 
 def test_pooled_recall_counts_only_confusions_inside_a_pool():
