@@ -1,9 +1,9 @@
 """Where a trained Twemoji dual encoder goes wrong: image→text R@1 errors in the test pools, by kind.
 
-    python experiments/twemoji_errors.py logs/twemoji_gap/runs/<run> [--split test] [--pool-size 90]
+    python experiments/twemoji_errors.py logs/twemoji_gap/runs/<run> [--split test] [--checkpoint C]
 
 Embeds the split with the run's best checkpoint (checkpoints/epoch_*.ckpt, or --checkpoint), takes the
-same pools as the CrossModalRetrieval callback, and sorts every image→text top-1 answer into:
+same pools as the run's CrossModalRetrieval callback (its pool_size and pool_repeats), and sorts every image→text top-1 answer into:
 correct; a sibling (another variant of the same base emoji); another base emoji. For wrong answers it
 also says whether the skin-tone modifiers and the person characters (man / woman / person ..., gender
 signs) differ from the truth: the code points that `base_emoji` strips to find the base.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from memegap.data.twemoji import GENDER_SIGNS, GENDERED_PEOPLE, SKIN_TONES, list_pictograms
 from memegap.metrics.retrieval import pools
@@ -51,14 +51,14 @@ def best_checkpoint(run_dir: Path) -> Path:
 
 
 @torch.no_grad()
-def embed_split(run_dir: Path, split: str, checkpoint_path: Path | None = None) -> tuple[dict[str, torch.Tensor], list[str]]:
+def embed_split(cfg: DictConfig, run_dir: Path, split: str, checkpoint_path: Path | None = None) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Image and text embeddings (N×d each) of `split` under a checkpoint of the run (default: its best),
-    and the row ids."""
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    and the row ids. `cfg` is the run's composed config."""
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     datamodule.setup()
     model = hydra.utils.instantiate(cfg.model, _convert_="all")
     checkpoint = torch.load(checkpoint_path or best_checkpoint(run_dir), map_location="cpu", weights_only=True)
+    model.on_load_checkpoint(checkpoint)  # adds the frozen pretrained weights, which checkpoints leave out
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
     loader = getattr(datamodule, f"{split}_dataloader")()
@@ -67,7 +67,7 @@ def embed_split(run_dir: Path, split: str, checkpoint_path: Path | None = None) 
     return embeddings, [row_id for _, ids in parts for row_id in ids]
 
 
-def error_kinds(embeddings: dict[str, torch.Tensor], ids: list[str], pool_size: int) -> dict[str, float]:
+def error_kinds(embeddings: dict[str, torch.Tensor], ids: list[str], pool_size: int, pool_repeats: int = 1) -> dict[str, float]:
     """Fractions of image→text top-1 answers by kind (see the module docstring), over all pooled queries."""
     pictogram_of = {p.path.stem: p for p in list_pictograms()}
     bases = [pictogram_of[row_id].base for row_id in ids]
@@ -75,7 +75,7 @@ def error_kinds(embeddings: dict[str, torch.Tensor], ids: list[str], pool_size: 
     image = torch.nn.functional.normalize(embeddings["image"].float(), dim=1)
     text = torch.nn.functional.normalize(embeddings["text"].float(), dim=1)
     kinds, oracle, queries = Counter(), 0.0, 0
-    for pool in pools(len(ids), pool_size):
+    for pool in pools(len(ids), pool_size, repeats=pool_repeats):
         pool = pool.tolist()
         answers = (image[pool] @ text[pool].T).argmax(dim=1).tolist()
         for query, answer in zip(pool, (pool[a] for a in answers)):
@@ -97,11 +97,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, help="a run dir of experiment=twemoji_gap (holds .hydra/ and checkpoints/)")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
-    parser.add_argument("--pool-size", type=int, default=90)
     parser.add_argument("--checkpoint", type=Path, help="a .ckpt of the run (default: its best, checkpoints/epoch_*.ckpt)")
     args = parser.parse_args()
-    embeddings, ids = embed_split(args.run_dir, args.split, args.checkpoint)
-    print(json.dumps({"run": str(args.run_dir), "split": args.split, **error_kinds(embeddings, ids, args.pool_size)}, indent=2))
+    cfg = OmegaConf.load(args.run_dir / ".hydra" / "config.yaml")
+    embeddings, ids = embed_split(cfg, args.run_dir, args.split, args.checkpoint)
+    retrieval = cfg.callbacks.cross_modal_retrieval
+    kinds = error_kinds(embeddings, ids, retrieval.pool_size, retrieval.get("pool_repeats", 1))
+    print(json.dumps({"run": str(args.run_dir), "split": args.split, **kinds}, indent=2))
 
 
 if __name__ == "__main__":

@@ -90,6 +90,13 @@ def test_resumed_run_ends_with_the_same_metrics(compose_train, tmp_path):
         assert resumed[name] == pytest.approx(expected[name], abs=1e-6), name
     assert (interrupted / "wandb_run_id.txt").read_text() == first_id
     assert len(find_run_files(interrupted)) == 2 and {p.stem for p in find_run_files(interrupted)} == {f"run-{first_id.strip()}"}
+    # Checkpoints leave out the frozen pretrained tower weights (rebuilt from the packages) and keep the rest.
+    model = instantiate(compose_train(*common).model)
+    frozen = {name for name, parameter in model.named_parameters() if not parameter.requires_grad}
+    saved = set(torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"])
+    assert saved == set(model.state_dict()) - frozen
+    # frozen weights 104 MB; adapters, projections and their two AdamW moments about 13 MB
+    assert (interrupted / "checkpoints" / "last.ckpt").stat().st_size < 0.2 * sum(model.state_dict()[name].nbytes for name in frozen)
 
 
 def test_resume_without_a_checkpoint_says_what_to_do(compose_train, tmp_path):
@@ -172,9 +179,10 @@ def test_eval_entry_point_and_error_analysis_read_a_trained_run(tmp_path):
     tested = json.loads((tmp_path / "logs" / "eval" / "runs" / "eval" / "metrics.json").read_text())["test"]
     trained_test = json.loads((run_dir / "metrics.json").read_text())["test"]
     assert tested["test/loss"] == pytest.approx(trained_test["test/loss"], rel=1e-5)
-    # the study script embeds the same checkpoint and pools: its "correct" share is the logged R@1
+    # the study script embeds the same checkpoint and pools (the run's pool_size=8 and pool_repeats): its
+    # "correct" share is the logged R@1
     script = Path(__file__).resolve().parents[1] / "experiments" / "twemoji_errors.py"
-    analysed = subprocess.run([sys.executable, str(script), str(run_dir), "--pool-size", "8"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    analysed = subprocess.run([sys.executable, str(script), str(run_dir)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert analysed.returncode == 0, analysed.stderr[-3000:]
     kinds = json.loads(analysed.stdout)
     assert kinds["correct"] == pytest.approx(trained_test["test/retrieval/image_to_text_R@1_pool8"], abs=1e-6)

@@ -101,6 +101,19 @@ class DualEncoder(L.LightningModule):
         with torch.no_grad():
             self.logit_scale.clamp_(0.0, math.log(self.hparams.max_logit_scale))
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the frozen tower weights out of checkpoints (about 116 MB): they are the packaged
+        pretrained weights, which every run rebuilds. Adapters, projections, temperature and buffers stay."""
+        frozen = {name for name, parameter in self.named_parameters() if not parameter.requires_grad}
+        checkpoint["state_dict"] = {name: value for name, value in checkpoint["state_dict"].items() if name not in frozen}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Fill in the frozen weights left out by on_save_checkpoint from this model's own (pretrained) ones,
+        so that loading stays strict for every key the checkpoint should hold."""
+        frozen = {name: parameter for name, parameter in self.named_parameters() if not parameter.requires_grad}
+        for name, parameter in frozen.items():
+            checkpoint["state_dict"].setdefault(name, parameter.detach().clone())
+
     def configure_optimizers(self):
         trainable = [parameter for parameter in self.parameters() if parameter.requires_grad]
         optimizer = self.optimizer_factory(params=trainable)
