@@ -18,6 +18,6 @@ def test_default_experiment_learns_held_out_pictograms(tmp_path):
     metrics = train(cfg)
     before, after = metrics["before_fit"], metrics["test"]
     r_at_1 = "test/retrieval/image_to_text_R@1_pool90"
-    assert after[r_at_1] > 0.30  # 27 × chance (1/90); measured 0.356 (EN)
+    assert after[r_at_1] > 0.35  # 31 × chance (1/90); measured 0.410 (EN)
     assert after[r_at_1] > before[r_at_1] + 0.2
     assert after["test/geometry/gap"] < before["test/geometry/gap"]
