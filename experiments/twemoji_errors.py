@@ -8,7 +8,9 @@ correct; a sibling (another variant of the same base emoji); another base emoji.
 also says whether the skin-tone modifiers and the person characters (man / woman / person ..., gender
 signs) differ from the truth: the code points that `base_emoji` strips to find the base.
 `sibling_oracle_R@1` is the R@1 of a model that always finds the right base emoji and picks among its
-variants in the pool at random: what telling variants apart is worth. Prints JSON.
+variants in the pool at random: what telling variants apart is worth. `R@1_by_kind` splits the R@1 by
+kind of query pictogram: country and region flags, other single emoji, and families of N variants.
+Prints JSON.
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ PERSON_MARKS = GENDER_SIGNS | set(GENDERED_PEOPLE) | set(GENDERED_PEOPLE.values(
 def skin_tones(sequence: str) -> str:
     """The skin-tone modifiers of an emoji sequence, in order ("" for none; two for some couples)."""
     return "".join(c for c in sequence if c in SKIN_TONES)
+
+
+def pictogram_kind(sequence: str, family_size: int) -> str:
+    """'flag' (regional-indicator pairs and tag sequences such as England's), 'single' (an emoji without
+    variants) or '<N> variants' (the size of its family of skin-tone and gender variants)."""
+    if any(0x1F1E6 <= ord(c) <= 0x1F1FF or 0xE0061 <= ord(c) <= 0xE007A for c in sequence):
+        return "flag"
+    return "single" if family_size == 1 else f"{family_size} variants"
 
 
 def person_marks(sequence: str) -> str:
@@ -72,6 +82,9 @@ def error_kinds(embeddings: dict[str, torch.Tensor], ids: list[str], pool_size: 
     pictogram_of = {p.path.stem: p for p in list_pictograms()}
     bases = [pictogram_of[row_id].base for row_id in ids]
     sequences = [pictogram_of[row_id].emoji for row_id in ids]
+    family_size = Counter(p.base for p in pictogram_of.values())
+    query_kinds = [pictogram_kind(sequence, family_size[base]) for sequence, base in zip(sequences, bases)]
+    queries_of_kind, correct_of_kind = Counter(), Counter()
     image = torch.nn.functional.normalize(embeddings["image"].float(), dim=1)
     text = torch.nn.functional.normalize(embeddings["text"].float(), dim=1)
     kinds, oracle, queries = Counter(), 0.0, 0
@@ -80,6 +93,8 @@ def error_kinds(embeddings: dict[str, torch.Tensor], ids: list[str], pool_size: 
         answers = (image[pool] @ text[pool].T).argmax(dim=1).tolist()
         for query, answer in zip(pool, (pool[a] for a in answers)):
             queries += 1
+            queries_of_kind[query_kinds[query]] += 1
+            correct_of_kind[query_kinds[query]] += answer == query
             oracle += 1.0 / sum(bases[other] == bases[query] for other in pool)
             if answer == query:
                 kinds["correct"] += 1
@@ -90,6 +105,7 @@ def error_kinds(embeddings: dict[str, torch.Tensor], ids: list[str], pool_size: 
     summary = {f"{kind}": count / queries for kind, count in sorted(kinds.items())}
     summary["sibling_oracle_R@1"] = oracle / queries
     summary["queries"] = queries
+    summary["R@1_by_kind"] = {kind: correct_of_kind[kind] / count for kind, count in sorted(queries_of_kind.items())}
     return summary
 
 

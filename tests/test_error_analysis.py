@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from experiments.twemoji_errors import error_kinds, person_marks, skin_tones
+from experiments.twemoji_errors import error_kinds, person_marks, pictogram_kind, skin_tones
 
 
 def test_error_kinds_on_a_hand_built_pool():
@@ -20,6 +20,14 @@ def test_error_kinds_on_a_hand_built_pool():
     assert kinds["wrong_person"] == 0.0
     # right base always, random variant: 1/2 for each thumbs up, 1 for the dog and the cat
     assert kinds["sibling_oracle_R@1"] == pytest.approx((0.5 + 0.5 + 1 + 1) / 4)
+    assert kinds["R@1_by_kind"] == {"6 variants": 0.5, "single": 0.5}  # thumbs up has 5 tones; dog wrong, cat right
+
+
+def test_pictogram_kinds():
+    assert pictogram_kind("🇪🇸", 1) == "flag"  # Spain
+    assert pictogram_kind("🏴󠁧󠁢󠁥󠁮󠁧󠁿", 1) == "flag"  # England
+    assert pictogram_kind("🏳️‍🌈", 1) == "single"  # rainbow flag: no country
+    assert pictogram_kind("👍", 6) == "6 variants"
 
 
 def test_variant_marks_come_from_the_code_points():
