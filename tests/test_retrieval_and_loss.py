@@ -38,6 +38,14 @@ def test_pools_leave_out_the_remainder():
         recall_at_k(torch.eye(11), torch.eye(11), pool_size=12)
 
 
+def test_recall_refuses_non_finite_embeddings():
+    # NaN scores compare false: without the check, every rank would be 0 and R@1 a perfect 1.0.
+    image = torch.eye(4)
+    image[2, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        recall_at_k(image, torch.eye(4), ks=(1,))
+
+
 def test_repeated_pools_average_the_recall_of_each_permutation():
     # Same number of queries per permutation, so the pooled R@1 over 3 permutations is their mean.
     generator = torch.Generator().manual_seed(0)

@@ -53,6 +53,9 @@ def recall_at_k(
     """
     if image.shape != text.shape:
         raise ValueError(f"paired embeddings must have the same shape, got {tuple(image.shape)} and {tuple(text.shape)}")
+    if not (torch.isfinite(image).all() and torch.isfinite(text).all()):
+        # NaN compares false, so every rank would be 0 and R@k a perfect 1.0: refuse instead.
+        raise ValueError("embeddings hold NaN or inf values (a diverged model, or broken weights or inputs): no R@k")
     ranks = {"image_to_text": [], "text_to_image": []}
     for pool in pools(image.shape[0], pool_size, pool_seed, pool_repeats):
         ranks["image_to_text"].append(_ranks_of_matches(image[pool], text[pool]))
