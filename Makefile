@@ -29,6 +29,7 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/geometry.py
 	$(BIN)/python benchmarks/loop_overhead.py
+	$(BIN)/python benchmarks/training_device.py
 	$(BIN)/python benchmarks/download.py
 
 clean:

@@ -25,10 +25,11 @@ from memegap.data.twemoji import TwemojiDataModule
 from memegap.models.dual_encoder import warmup_cosine
 
 
-def make_model_and_data(steps: int, batch_size: int):
+def make_model_and_data(steps: int, batch_size: int, image_size: int = 32):
+    """The default dual encoder and a Twemoji datamodule with exactly `steps` training batches."""
     L.seed_everything(0, verbose=False)
     model = instantiate(OmegaConf.structured(DualEncoderConfig), _convert_="all")
-    datamodule = TwemojiDataModule(image_size=32, batch_size=batch_size, max_per_split=steps * batch_size)
+    datamodule = TwemojiDataModule(image_size=image_size, batch_size=batch_size, max_per_split=steps * batch_size)
     datamodule.setup()
     return model, datamodule
 

@@ -1,0 +1,84 @@
+"""Training throughput of the default experiment's dual encoder on each device this machine has: the
+CPU, and one CUDA GPU in fp32 and in bf16-mixed (as `trainer=gpu` and `trainer.precision=bf16-mixed`).
+
+Lightning fits `--warmup + --steps` batches; the clock runs over the last `--steps` only (after cuDNN
+and allocator warm-up). Reports pairs/s, the ratio against the CPU in the same run, and the peak CUDA
+memory. Prints one JSON document.
+    python benchmarks/training_device.py [--steps 20] [--warmup 5] [--batch-size 90] [--image-size 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+import lightning as L
+import torch
+
+from loop_overhead import make_model_and_data
+
+
+class StepClock(L.Callback):
+    """Seconds from the end of training batch `start_after` to the end of training (device synchronised)."""
+
+    def __init__(self, start_after: int) -> None:
+        self.start_after, self.started, self.seconds = start_after, 0.0, 0.0
+
+    def _now(self, pl_module: L.LightningModule) -> float:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        return time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx == self.start_after - 1:
+            self.started = self._now(pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.seconds = self._now(pl_module) - self.started
+
+
+def throughput(accelerator: str, precision: str, steps: int, warmup: int, batch_size: int, image_size: int) -> dict:
+    model, datamodule = make_model_and_data(warmup + steps, batch_size, image_size)
+    clock = StepClock(start_after=warmup)
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=1, precision=precision, max_steps=warmup + steps, limit_val_batches=0,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, callbacks=[clock],
+    )
+    if accelerator == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    trainer.fit(model, train_dataloaders=datamodule.train_dataloader())
+    result = {"pairs_per_second": round(steps * batch_size / clock.seconds, 1), "seconds": round(clock.seconds, 3)}
+    if accelerator == "cuda":
+        result["peak_cuda_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=90)
+    parser.add_argument("--image-size", type=int, default=64)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    setups = {"cpu_fp32": ("cpu", "32-true")}
+    if torch.cuda.is_available():
+        setups |= {"cuda_fp32": ("cuda", "32-true"), "cuda_bf16_mixed": ("cuda", "bf16-mixed")}
+    results = {name: throughput(*setup, args.steps, args.warmup, args.batch_size, args.image_size) for name, setup in setups.items()}
+    for name, result in results.items():
+        result["ratio_over_cpu"] = round(result["pairs_per_second"] / results["cpu_fp32"]["pairs_per_second"], 2)
+    print(json.dumps({
+        "batch_size": args.batch_size,
+        "image_size": args.image_size,
+        "steps_timed": args.steps,
+        "cpu_threads": torch.get_num_threads(),
+        "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "results": results,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
