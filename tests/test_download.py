@@ -104,6 +104,16 @@ def test_a_server_that_stays_down_is_asked_a_bounded_number_of_times(tmp_path):
     assert row["status"] == "failed" and "HTTP 503 after 3 retries" in row["error"]
 
 
+def test_a_new_downloader_removes_manifest_temporaries_left_by_a_killed_run(tmp_path):
+    # A SIGKILL while the manifest is saved leaves atomic_path's temporary behind (seen once in CI).
+    stale = tmp_path / ".manifest.parquet.k1ll3d00.parquet"
+    stale.write_bytes(b"")
+    image = tmp_path / "0123abcd.png"
+    image.write_bytes(b"kept")
+    Downloader(tmp_path, FAST)
+    assert not stale.exists() and image.read_bytes() == b"kept"
+
+
 DOWNLOAD_SCRIPT = """
 import sys
 from memegap.collect.download import DownloadSettings, Downloader

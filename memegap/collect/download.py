@@ -39,6 +39,7 @@ from rich.progress import Progress
 from urllib3.util.retry import Retry
 
 from memegap.collect.tables import read_rows, write_rows
+from memegap.utils.io import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ class Downloader:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.settings = settings or DownloadSettings()
         self.manifest_path = Path(manifest_path) if manifest_path else self.out_dir / "manifest.parquet"
+        remove_stale_temporaries(self.manifest_path)  # left by a run killed while it saved the manifest
         self._local = threading.local()
         self._lock = threading.Lock()
         self._rows = {row["url"]: row for row in read_rows(self.manifest_path)}

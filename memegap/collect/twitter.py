@@ -51,7 +51,7 @@ from requests.adapters import HTTPAdapter
 from rich.progress import Progress
 
 from memegap.collect.tables import read_rows, write_rows
-from memegap.utils.io import write_text_atomic
+from memegap.utils.io import remove_stale_temporaries, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,8 @@ class TwitterMiner:
         tweepy_log.setLevel(max(logging.INFO, tweepy_log.getEffectiveLevel()))
         self.memes_path = self.out_dir / "memes.parquet"
         self.context_path = self.out_dir / "context.parquet"
+        for path in (self.memes_path, self.context_path):
+            remove_stale_temporaries(path)  # left by a run killed while it saved the table
         self.memes = {row["id"]: row for row in read_rows(self.memes_path)}
         self.context = {row["context_id"]: row for row in read_rows(self.context_path)}
         self.progress: Progress | None = None
@@ -152,6 +154,7 @@ class TwitterMiner:
 
     def _load_checkpoint(self, account: str) -> dict[str, Any]:
         path = self._checkpoint_path(account)
+        remove_stale_temporaries(path)
         return json.loads(path.read_text()) if path.exists() else {}
 
     def _save_checkpoint(self, account: str, checkpoint: dict[str, Any]) -> None:

@@ -9,12 +9,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _temporary_affixes(target: Path) -> tuple[str, str]:
+    """Prefix and suffix of atomic_path's temporary files for `target`: '.<name>.' and its suffix."""
+    return f".{target.name}.", target.suffix or ".tmp"
+
+
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success it replaces `target`, on error it is removed."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix or ".tmp")
+    prefix, suffix = _temporary_affixes(target)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=suffix)
     os.close(handle)
     try:
         yield Path(temporary)
@@ -22,6 +28,18 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def remove_stale_temporaries(target: str | Path) -> int:
+    """Delete the temporary files that atomic_path(target) left behind in a process that was killed
+    (SIGKILL skips its clean-up); `target` itself is untouched. Only for a target that no other live
+    process is writing. Returns how many were removed."""
+    target = Path(target)
+    prefix, suffix = _temporary_affixes(target)
+    stale = [path for path in target.parent.glob(f"{prefix}*{suffix}") if path.is_file()] if target.parent.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
 
 
 def write_text_atomic(target: str | Path, text: str) -> None:
