@@ -112,7 +112,7 @@ class DualEncoder(L.LightningModule):
         so that loading stays strict for every key the checkpoint should hold."""
         frozen = {name: parameter for name, parameter in self.named_parameters() if not parameter.requires_grad}
         for name, parameter in frozen.items():
-            checkpoint["state_dict"].setdefault(name, parameter.detach().clone())
+            checkpoint["state_dict"].setdefault(name, parameter.detach())  # loads onto itself: no copy kept
 
     def configure_optimizers(self):
         trainable = [parameter for parameter in self.parameters() if parameter.requires_grad]

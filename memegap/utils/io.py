@@ -36,7 +36,7 @@ def remove_stale_temporaries(target: str | Path) -> int:
     process is writing. Returns how many were removed."""
     target = Path(target)
     prefix, suffix = _temporary_affixes(target)
-    stale = [path for path in target.parent.glob(f"{prefix}*{suffix}") if path.is_file()] if target.parent.is_dir() else []
+    stale = [path for path in target.parent.glob(f"{prefix}*{suffix}") if path.is_file()]  # none when no folder
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)
