@@ -10,6 +10,7 @@ import pytest
 from memegap.collect.arasaac import fetch_arasaac
 from memegap.collect.download import DownloadSettings
 from memegap.collect.tables import read_rows
+from memegap.errors import UserError
 from memegap.testing.arasaac_api import arasaac_api, arasaac_record
 from memegap.testing.faulty_images import good_png
 
@@ -34,7 +35,7 @@ def test_lists_pngs_manifest_and_skipped_records(tmp_path):
 
 
 def test_bad_resolution_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="resolution"):
+    with pytest.raises(UserError, match="resolution"):
         fetch_arasaac(tmp_path, resolution=64)
 
 

@@ -39,7 +39,7 @@ def test_every_good_file_arrives_intact_and_no_bad_file_is_kept(tmp_path):
     for k, url in enumerate(good):
         row = by_url[url]
         assert row["status"] == "ok", row
-        assert Path(row["path"]).read_bytes() == good_png(k)
+        assert (tmp_path / row["path"]).read_bytes() == good_png(k)  # relative to the manifest
         assert row["sha256"] == sha256(good_png(k)) and row["bytes"] == len(good_png(k))
     for url in bad:
         assert by_url[url]["status"] == "rejected" and by_url[url]["path"] is None, by_url[url]
@@ -47,7 +47,7 @@ def test_every_good_file_arrives_intact_and_no_bad_file_is_kept(tmp_path):
     for expected in ("content type 'text/html'", "max_bytes", "not a valid image", "pixels is over the limit"):
         assert expected in reasons
     kept = sorted(p.name for p in tmp_path.iterdir() if p.name != "manifest.parquet")
-    assert kept == sorted(Path(by_url[url]["path"]).name for url in good)  # no .part, no rejected file
+    assert kept == sorted(by_url[url]["path"] for url in good)  # no .part, no rejected file
     assert read_rows(tmp_path / "manifest.parquet") == sorted(rows, key=lambda r: r["url"])
 
 
@@ -65,9 +65,9 @@ def test_a_changed_file_is_fetched_again(tmp_path):
     with faulty_image_server(fault_rate=0.0) as server:
         url = f"{server.url}/good/3.png"
         (row,) = Downloader(tmp_path, FAST).fetch_all([url], show_progress=False)
-        Path(row["path"]).write_bytes(b"tampered")
+        (tmp_path / row["path"]).write_bytes(b"tampered")
         (row,) = Downloader(tmp_path, FAST).fetch_all([url], show_progress=False)
-    assert Path(row["path"]).read_bytes() == good_png(3)
+    assert (tmp_path / row["path"]).read_bytes() == good_png(3)
 
 
 def test_a_partial_file_is_resumed_with_a_range_request(tmp_path):
@@ -76,14 +76,14 @@ def test_a_partial_file_is_resumed_with_a_range_request(tmp_path):
         (tmp_path / f".{file_stem(url)}.part").write_bytes(good_png(5)[:40])
         (row,) = Downloader(tmp_path, FAST).fetch_all([url], show_progress=False)
         assert server.httpd.app.range_requests == 1
-    assert row["status"] == "ok" and Path(row["path"]).read_bytes() == good_png(5)
+    assert row["status"] == "ok" and (tmp_path / row["path"]).read_bytes() == good_png(5)
 
 
 def test_file_names_never_come_from_the_url_path(tmp_path):
     with faulty_image_server(fault_rate=0.0) as server:
         url = f"{server.url}/good/7.png?name=../../escape.png"
         (row,) = Downloader(tmp_path / "out", FAST).fetch_all([url], show_progress=False)
-    assert row["status"] == "rejected" or Path(row["path"]).parent == tmp_path / "out"
+    assert row["status"] == "rejected" or (tmp_path / "out" / row["path"]).resolve().parent == (tmp_path / "out").resolve()
     assert not (tmp_path / "escape.png").exists()
 
 
@@ -146,3 +146,26 @@ def test_sigkill_mid_way_then_rerun_gives_the_same_result(tmp_path):
         Downloader(killed_dir, FAST).fetch_all(good + bad, show_progress=False)
         Downloader(clean_dir, FAST).fetch_all(good + bad, show_progress=False)
     assert comparable(killed_dir) == comparable(clean_dir)
+
+
+def test_ctrl_c_stops_at_once_saves_the_manifest_and_a_rerun_completes(tmp_path):
+    with faulty_image_server(fault_rate=0.0, latency=0.02) as server:
+        good = [f"{server.url}/good/{k}.png" for k in range(400)]
+        url_file = tmp_path / "urls.txt"
+        url_file.write_text("\n".join(good))
+        out = tmp_path / "images"
+        command = [sys.executable, "-m", "memegap.collect.cli", "download", "--urls", str(url_file), "--out", str(out), "--workers", "4"]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 300  # generous: a loaded machine starts Python slowly
+        while time.monotonic() < deadline and len(list(out.glob("*.png"))) < 20:
+            time.sleep(0.05)
+        pressed = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+        assert time.monotonic() - pressed < 10  # only the downloads in flight are finished
+        assert process.returncode == 130 and "run the same command again to resume" in err and "Traceback" not in err
+        files = {p.name for p in out.glob("*.png")}
+        assert 20 <= len(files) < len(good), "the interrupt must land mid-way"
+        assert {row["path"] for row in read_rows(out / "manifest.parquet")} == files  # every finished file is recorded
+        rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0 and '"ok": 400' in rerun.stdout

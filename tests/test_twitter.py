@@ -9,6 +9,7 @@ import pytest
 
 from memegap.collect.tables import read_rows
 from memegap.collect.twitter import MinerSettings, TwitterMiner
+from memegap.errors import UserError
 from memegap.testing.x_api import FakeTweet, fake_x_api
 
 TOKEN = "AAAA-secret-bearer-token-1234567890"
@@ -85,7 +86,7 @@ def test_interrupted_crawl_resumes_from_its_pagination_token(tmp_path, token):
     tweets = [meme(i, likes=i) for i in range(8)]
     with fake_x_api(USERS, tweets, page_size=3) as server:
         server.httpd.app.scripted_errors = [0, 503, 503, 503, 503]  # page 1 answered, then the API is down
-        with pytest.raises(RuntimeError, match="unavailable after 4 attempts"):
+        with pytest.raises(UserError, match="unavailable after 4 attempts"):
             mine(tmp_path, server)
         assert len(read_rows(tmp_path / "memes.parquet")) == 3  # the first page was kept
         checkpoint = (tmp_path / "checkpoints" / "ShitpostBot5000.json").read_text()
@@ -97,5 +98,5 @@ def test_interrupted_crawl_resumes_from_its_pagination_token(tmp_path, token):
 
 def test_missing_token_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("X_BEARER_TOKEN", raising=False)
-    with pytest.raises(RuntimeError, match="X_BEARER_TOKEN"):
+    with pytest.raises(UserError, match="X_BEARER_TOKEN"):
         TwitterMiner(tmp_path)

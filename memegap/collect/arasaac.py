@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
-from memegap.collect.download import DownloadSettings, Downloader, make_session
+import requests
+
+from memegap.collect.download import DownloadSettings, Downloader, Rejected, check_url, make_session
+from memegap.errors import UserError
 from memegap.utils.io import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -33,14 +37,36 @@ def fetch_list(locale: str, root: Path, api_url: str, settings: DownloadSettings
     if path.exists() and not refresh:
         return json.loads(path.read_text(encoding="utf-8"))
     url = f"{api_url.rstrip('/')}/pictograms/all/{locale}"
-    with make_session(settings) as session:
-        response = session.get(url, timeout=(settings.connect_timeout, max(settings.read_timeout, 120.0)))
-    response.raise_for_status()
-    records = response.json()
+    try:
+        check_url(url)
+    except Rejected as rejected:
+        raise UserError(f"--api-url {api_url}: {rejected}") from None
+    records = get_json(url, settings)
     if not isinstance(records, list):
-        raise ValueError(f"{url} answered {type(records).__name__}, expected a JSON list of pictograms")
+        raise UserError(f"{url} answered {type(records).__name__}, expected a JSON list of pictograms (is --api-url right?)")
     write_text_atomic(path, json.dumps(records, ensure_ascii=False))
     return records
+
+
+def get_json(url: str, settings: DownloadSettings) -> Any:
+    """GET a JSON document: 429/5xx retried by the session, connection errors and time-outs by this loop
+    (backoff · 2^(k−1)); an answer no retry can fix (4xx, not JSON) fails at once, naming the URL."""
+    with make_session(settings) as session:
+        for attempt in range(1, settings.max_attempts + 1):
+            try:
+                response = session.get(url, timeout=(settings.connect_timeout, max(settings.read_timeout, 120.0)))
+                break
+            except (requests.ConnectionError, requests.Timeout) as error:
+                if attempt == settings.max_attempts:
+                    raise UserError(f"{url}: no answer after {attempt} attempts ({type(error).__name__}); run again later to resume") from None
+                log.info("%s: %s, retrying", url, type(error).__name__)
+                time.sleep(settings.backoff * 2 ** (attempt - 1))
+    if response.status_code >= 400:
+        raise UserError(f"{url} answered HTTP {response.status_code}")
+    try:
+        return response.json()
+    except ValueError:
+        raise UserError(f"{url} did not answer JSON (content type {response.headers.get('Content-Type')!r})") from None
 
 
 def fetch_arasaac(
@@ -55,7 +81,11 @@ def fetch_arasaac(
 ) -> dict[str, int]:
     """Fetch the lists of `locales` and every pictogram's PNG; returns counts (records, skipped, files…)."""
     if resolution not in RESOLUTIONS:
-        raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution}")
+        raise UserError(f"resolution must be one of {RESOLUTIONS}, got {resolution}")
+    try:
+        check_url(pictogram_url(static_url, 1, resolution))
+    except Rejected as rejected:
+        raise UserError(f"--static-url {static_url}: {rejected}") from None
     root = Path(root)
     settings = settings or DownloadSettings()
     ids: set[int] = set()

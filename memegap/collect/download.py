@@ -10,9 +10,12 @@
   and images over `max_pixels` (decompression bombs); rejected files are deleted;
 - file names are a hash of the URL, or a caller-given id (letters, digits, `_`, `-` only), never
   taken from the URL path;
-- a manifest table (parquet): url, path, status, bytes, sha256, error, attempts, timestamp. A re-run
-  skips URLs already done (and re-verifies their files); a file under its final name is complete by
-  construction, so an interrupted run (even SIGKILL) resumes to the same result.
+- a URL that can never succeed (no http(s) scheme or host) is rejected at once, not retried;
+- a manifest table (parquet): url, path, status, bytes, sha256, error, attempts, timestamp; `path` is
+  relative to the manifest's folder (`file_of(row)` gives the file). A re-run skips URLs already done
+  (and re-verifies their files); a file under its final name is complete by construction, so an
+  interrupted run (even SIGKILL) resumes to the same result; Ctrl-C stops after the downloads in
+  flight and saves the manifest.
 
 Status values: "ok", "rejected" (the server's answer is not an acceptable image; not retried),
 "failed" (gave up after `max_attempts` transient errors; retried on the next run).
@@ -30,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import requests
@@ -38,7 +42,7 @@ from requests.adapters import HTTPAdapter
 from rich.progress import Progress
 from urllib3.util.retry import Retry
 
-from memegap.collect.tables import read_rows, write_rows
+from memegap.collect.tables import read_rows, relative_to_table, resolve_path, write_rows
 from memegap.utils.io import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
@@ -106,6 +110,13 @@ def make_session(settings: DownloadSettings) -> requests.Session:
     return session
 
 
+def check_url(url: str) -> None:
+    """Raise Rejected for a URL that no retry can fix: not http(s), or no host."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise Rejected(f"not an http(s) URL: {url!r}")
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -153,13 +164,18 @@ class Downloader:
             self._local.session = make_session(self.settings)
         return self._local.session
 
+    def file_of(self, row: dict) -> Path | None:
+        """The downloaded file of a manifest row (None unless its status is ok)."""
+        return resolve_path(self.manifest_path, row["path"]) if row["status"] == "ok" and row["path"] else None
+
     def _is_done(self, url: str) -> bool:
         row = self._rows.get(url)
         if row is None:
             return False
         if row["status"] == "rejected":
             return True
-        return row["status"] == "ok" and Path(row["path"]).exists() and sha256_of(Path(row["path"])) == row["sha256"]
+        path = self.file_of(row)
+        return path is not None and path.exists() and sha256_of(path) == row["sha256"]
 
     def _existing_final_file(self, url: str) -> Path | None:
         """The URL's file under its final name, if present (a stat per known extension, no folder scan)."""
@@ -173,7 +189,7 @@ class Downloader:
         ok = status == "ok" and path is not None
         row = {
             "url": url,
-            "path": str(path) if ok else None,
+            "path": relative_to_table(path, self.manifest_path) if ok else None,
             "status": status,
             "bytes": path.stat().st_size if ok else None,
             "sha256": sha256_of(path) if ok else None,
@@ -226,9 +242,16 @@ class Downloader:
             return self._rows[url]
         existing = self._existing_final_file(url)
         if existing is not None:
-            if url not in self._rows:  # verified and renamed by a run that died before writing its manifest
+            known = self._rows.get(url)
+            # verified and renamed by a run that died before writing its manifest, or recorded under
+            # another path (a manifest from an older version): keep it
+            if known is None or known["sha256"] == sha256_of(existing):
                 return self._record(url, existing, "ok", None, 0)
             existing.unlink()  # differs from the sha256 in the manifest: fetch it again
+        try:
+            check_url(url)
+        except Rejected as rejected:
+            return self._record(url, None, "rejected", str(rejected), 0)
         part = self.out_dir / f".{self._stem(url)}.part"
         error = None
         for attempt in range(1, self.settings.max_attempts + 1):
@@ -243,6 +266,9 @@ class Downloader:
                 return self._record(url, None, "rejected", str(rejected), attempt)
             except ServerGaveUp as gave_up:
                 return self._record(url, None, "failed", str(gave_up), attempt)
+            except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as invalid:
+                part.unlink(missing_ok=True)  # no retry can fix the URL itself
+                return self._record(url, None, "rejected", f"invalid URL: {invalid}", attempt)
             except (requests.RequestException, OSError) as transient:
                 error = f"{type(transient).__name__}: {transient}"
                 time.sleep(self.settings.backoff * 2 ** (attempt - 1))
@@ -258,13 +284,19 @@ class Downloader:
                 raise ValueError(f"file name {name!r} for {url} may only hold letters, digits, '_' and '-'")
         self._names = dict(names or {})
         unique = list(dict.fromkeys(urls))
-        with Progress(disable=not show_progress, transient=True) as progress:
-            task = progress.add_task("downloading", total=len(unique))
-            with ThreadPoolExecutor(max_workers=self.settings.workers) as pool:
+        try:
+            with Progress(disable=not show_progress, transient=True) as progress, ThreadPoolExecutor(max_workers=self.settings.workers) as pool:
+                task = progress.add_task("downloading", total=len(unique))
                 futures = [pool.submit(self.fetch, url) for url in unique]
-                for future in as_completed(futures):
-                    future.result()
-                    progress.advance(task)
-        with self._lock:
-            self._flush_locked()
+                try:
+                    for future in as_completed(futures):
+                        future.result()
+                        progress.advance(task)
+                except BaseException:  # Ctrl-C or an error: finish only the downloads in flight
+                    for future in futures:
+                        future.cancel()
+                    raise
+        finally:  # after the pool has drained, so the downloads that were in flight are recorded too
+            with self._lock:
+                self._flush_locked()
         return [self._rows[url] for url in urls]

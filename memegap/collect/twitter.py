@@ -13,7 +13,8 @@ meme tweet, keyed by `id`:
 | replies       | int64               | reply count at `collected_at`                                  |
 | text          | string              | tweet text                                                     |
 | image_url     | string              | URL of the first attached photo (null when none)               |
-| image_path    | string              | local file once downloaded (`memegap-collect download`), else null |
+| image_path    | string              | the downloaded file (`memegap-collect download`), relative to the table's folder, else null |
+| download_status | string            | ok / rejected / failed / no_url, set by `memegap-collect download` |
 | template_url  | string              | the template image, from the context account's linked tweet    |
 | source_urls   | list<string>        | the source images, from the context account's linked tweet     |
 | collected_at  | timestamp (UTC)     | when the counts were last read                                 |
@@ -21,7 +22,8 @@ meme tweet, keyed by `id`:
 A context tweet (e.g. from @ShitpostContext) is linked to its meme through the tweet it replies to or
 quotes, else its conversation id; its first photo is the template and the others are the sources.
 Context links are kept in `<out_dir>/context.parquet` and applied to the memes table after each run,
-so a context tweet seen before its meme is not lost.
+so a context tweet seen before its meme is not lost. Columns a user adds to memes.parquet are kept
+when the miner rewrites it.
 
 Incremental and resumable: `<out_dir>/checkpoints/<account>.json` holds the newest id of the last
 complete crawl and, during a crawl, the next pagination token (saved after every page, each page's
@@ -50,7 +52,8 @@ import tweepy
 from requests.adapters import HTTPAdapter
 from rich.progress import Progress
 
-from memegap.collect.tables import read_rows, write_rows
+from memegap.collect.tables import read_rows, schema_with_extra_columns, write_rows
+from memegap.errors import UserError
 from memegap.utils.io import remove_stale_temporaries, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,7 @@ MEMES_SCHEMA = pa.schema(
         ("text", pa.string()),
         ("image_url", pa.string()),
         ("image_path", pa.string()),
+        ("download_status", pa.string()),
         ("template_url", pa.string()),
         ("source_urls", pa.list_(pa.string())),
         ("collected_at", pa.timestamp("us", tz="UTC")),
@@ -103,8 +107,9 @@ class TwitterMiner:
     def __init__(self, out_dir: str | Path, token_env: str = TOKEN_ENV, api_base_url: str | None = None, settings: MinerSettings | None = None) -> None:
         token = os.environ.get(token_env)
         if not token:
-            raise RuntimeError(f"no X API bearer token: set the environment variable {token_env}")
+            raise UserError(f"no X API bearer token: set the environment variable {token_env}")
         self.out_dir = Path(out_dir)
+        self.token_env = token_env
         self.settings = settings or MinerSettings()
         self.client = tweepy.Client(bearer_token=token, wait_on_rate_limit=False)
         if api_base_url:
@@ -115,6 +120,7 @@ class TwitterMiner:
         self.context_path = self.out_dir / "context.parquet"
         for path in (self.memes_path, self.context_path):
             remove_stale_temporaries(path)  # left by a run killed while it saved the table
+        self.memes_schema = schema_with_extra_columns(MEMES_SCHEMA, self.memes_path)
         self.memes = {row["id"]: row for row in read_rows(self.memes_path)}
         self.context = {row["context_id"]: row for row in read_rows(self.context_path)}
         self.progress: Progress | None = None
@@ -128,13 +134,20 @@ class TwitterMiner:
                 reset = float(error.response.headers.get("x-rate-limit-reset", time.time() + 60))
                 wait = max(0.0, reset - time.time()) + 1.0
                 if wait > self.settings.max_rate_limit_wait:
-                    raise RuntimeError(f"X API rate limit: next window in {wait:.0f} s, over max_rate_limit_wait") from None
+                    raise UserError(f"X API rate limit: next window in {wait:.0f} s, over max_rate_limit_wait; run again later to resume") from None
                 self._wait(wait, "rate limited")
+            except (tweepy.Unauthorized, tweepy.Forbidden) as error:  # no retry can fix these
+                raise UserError(
+                    f"the X API refused the request (HTTP {error.response.status_code}): check the bearer token in "
+                    f"{self.token_env} and its access level"
+                ) from None
+            except (tweepy.BadRequest, tweepy.NotFound) as error:
+                raise UserError(f"the X API rejected the request (HTTP {error.response.status_code}): {'; '.join(error.api_messages) or error}") from None
             except (tweepy.TwitterServerError, requests.ConnectionError, requests.Timeout) as error:
                 if attempt == self.settings.max_attempts:
-                    raise RuntimeError(f"X API unavailable after {attempt} attempts: {type(error).__name__}") from None
+                    raise UserError(f"X API unavailable after {attempt} attempts ({type(error).__name__}); run again later to resume") from None
                 self._wait(self.settings.backoff * 2 ** (attempt - 1), f"server error {type(error).__name__}")
-        raise RuntimeError(f"X API still rate limited after {self.settings.max_attempts} waits")
+        raise UserError(f"X API still rate limited after {self.settings.max_attempts} waits; run again later to resume")
 
     def _wait(self, seconds: float, reason: str) -> None:
         log.info("%s: waiting %.1f s", reason, seconds)
@@ -161,7 +174,7 @@ class TwitterMiner:
         write_text_atomic(self._checkpoint_path(account), json.dumps(checkpoint, indent=2, sort_keys=True) + "\n")
 
     def _save_tables(self) -> None:
-        write_rows(self.memes_path, sorted(self.memes.values(), key=lambda r: int(r["id"])), MEMES_SCHEMA)
+        write_rows(self.memes_path, sorted(self.memes.values(), key=lambda r: int(r["id"])), self.memes_schema)
         write_rows(self.context_path, sorted(self.context.values(), key=lambda r: int(r["context_id"])), CONTEXT_SCHEMA)
 
     # -- crawling --------------------------------------------------------------------------------------
@@ -169,7 +182,10 @@ class TwitterMiner:
         """Page through `account`'s timeline from the checkpoint on; returns the number of tweets read."""
         checkpoint = self._load_checkpoint(account)
         if "user_id" not in checkpoint:
-            checkpoint["user_id"] = str(self._call(self.client.get_user, username=account).data.id)
+            user = self._call(self.client.get_user, username=account).data
+            if user is None:
+                raise UserError(f"no X account @{account} (check --accounts / --context-account)")
+            checkpoint["user_id"] = str(user.id)
         read = 0
         task = self.progress.add_task(f"@{account}", total=None) if self.progress else None
         while True:

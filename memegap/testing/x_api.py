@@ -4,6 +4,8 @@ Endpoints: GET /2/users/by/username/<name>, GET /2/users/<id>/tweets (max_result
 since_id; `includes.media` for attachments; `meta.next_token`), GET /2/tweets?ids=... (public_metrics).
 `scripted_errors` is a list of HTTP statuses answered, in order, to the next timeline requests
 (0 = answer normally; 429 carries `x-rate-limit-reset` one second ahead). Every request's path and headers are recorded.
+With `token` set, any other bearer token is answered 401; an unknown username gets the API's 200 with
+an `errors` list (no `data`), as the real API answers.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ class FakeTweet:
 
 
 class FakeXApp:
-    def __init__(self, users: dict[str, int], tweets: list[FakeTweet], page_size: int = 3) -> None:
+    def __init__(self, users: dict[str, int], tweets: list[FakeTweet], page_size: int = 3, token: str | None = None) -> None:
         self.users = users  # username -> user id
+        self.token = token
         self.tweets = tweets
         self.page_size = page_size
         self.scripted_errors: list[int] = []
@@ -85,13 +88,19 @@ class FakeXHandler(QuietHandler):
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
         with app.lock:
             app.requests.append((self.path, dict(self.headers)))
-        if not self.headers.get("Authorization", "").startswith("Bearer "):
-            self.send_json(401, json.dumps({"title": "Unauthorized", "status": 401, "detail": "Unauthorized"}).encode())
+        authorization = self.headers.get("Authorization", "")
+        if not authorization.startswith("Bearer ") or (app.token and authorization != f"Bearer {app.token}"):
+            self.send_json(401, json.dumps({"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"}).encode())
             return
         parts = url.path.strip("/").split("/")
         if parts[:4] == ["2", "users", "by", "username"]:
             name = parts[4]
-            body = {"data": {"id": str(app.users[name]), "name": name, "username": name}}
+            if name in app.users:
+                body = {"data": {"id": str(app.users[name]), "name": name, "username": name}}
+            else:
+                body = {"errors": [{"value": name, "detail": f"Could not find user with username: [{name}].", "title": "Not Found Error",
+                                    "resource_type": "user", "parameter": "username", "resource_id": name,
+                                    "type": "https://api.twitter.com/2/problems/resource-not-found"}]}
         elif len(parts) == 4 and parts[:2] == ["2", "users"] and parts[3] == "tweets":
             with app.lock:
                 error = app.scripted_errors.pop(0) if app.scripted_errors else None
@@ -113,5 +122,5 @@ class FakeXHandler(QuietHandler):
         self.send_json(200, json.dumps(body).encode())
 
 
-def fake_x_api(users: dict[str, int], tweets: list[FakeTweet], page_size: int = 3) -> LoopbackServer:
-    return LoopbackServer(FakeXHandler, FakeXApp(users, tweets, page_size))
+def fake_x_api(users: dict[str, int], tweets: list[FakeTweet], page_size: int = 3, token: str | None = None) -> LoopbackServer:
+    return LoopbackServer(FakeXHandler, FakeXApp(users, tweets, page_size, token))
