@@ -1,19 +1,26 @@
-"""Structured-config schemas for the groups users edit most (data, model).
+"""Structured-config schemas for the groups users edit most (data, model), the trainer check, and
+the resolvers the config tree uses.
 
 Each YAML of conf/data and conf/model starts its defaults list with one of these schemas, so a
 misspelt key (`data.batchsize=8`) or a wrong type (`data.batch_size=abc`) fails at start-up with the
-key's full name, before anything is loaded. `register_configs()` must run before Hydra composes.
+key's full name, before anything is loaded. The `trainer` group is checked against the signature of
+`lightning.Trainer` (names and types). `register_configs()` must run before Hydra composes.
 """
 
 from __future__ import annotations
 
+import inspect
+import sys
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from memegap.errors import UserError
 
 # The config tree lives at the repository root (conf/), beside the package (editable install).
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -89,12 +96,27 @@ SCHEMAS = {"data": {"twemoji_schema": TwemojiDataConfig}, "model": {"dual_encode
 SCHEMA_OF_TARGET = {schema._target_: schema for schemas in SCHEMAS.values() for schema in schemas.values()}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config group holds a key its schema does not know, or a value of the wrong type."""
 
 
+# Top-level keys of train.yaml / eval.yaml and their types.
+TOP_LEVEL_TYPES = {"seed": int, "train": bool, "test": bool, "test_before_fit": bool, "allow_config_change": bool, "verbose": bool}
+
+
 def validate_config(cfg: DictConfig) -> None:
-    """Check the data and model groups against their schema (by `_target_`), keys added with `+` included."""
+    """Check the data and model groups against their schema (by `_target_`), keys added with `+`
+    included; the trainer, and every callback and logger, against the arguments of the class they
+    build; and the top-level keys' types."""
+    for key, expected in TOP_LEVEL_TYPES.items():
+        value = cfg.get(key)
+        if value is not None and type(value) is not expected:
+            raise ConfigError(f"{key}={value!r}: expected {expected.__name__}")
+    validate_arguments(cfg.get("trainer"), "trainer", skip=("callbacks", "logger"))  # those have groups of their own
+    for group in ("callbacks", "logger"):
+        for name, entry in (cfg.get(group) or {}).items():
+            if isinstance(entry, DictConfig) and "_target_" in entry:
+                validate_arguments(entry, f"{group}.{name}")
     for group in SCHEMAS:
         node = cfg.get(group)
         schema = SCHEMA_OF_TARGET.get(node.get("_target_")) if node is not None else None
@@ -107,7 +129,82 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(f"config group '{group}' ({schema.__name__}): {error}") from None
 
 
+def validate_arguments(node: DictConfig | None, key: str, skip: tuple[str, ...] = ()) -> None:
+    """Every key of `node` must be an argument of the class its `_target_` names, of the annotated
+    type (lightning.Trainer for the trainer group). Nested `_target_` nodes are built and checked by
+    that class; arguments without annotations are not type-checked."""
+    if node is None:
+        return
+    from hydra.utils import get_class
+    from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+    target = node.get("_target_")
+    cls = next(klass for klass in get_class(target).__mro__ if names_its_arguments(klass))  # past (*args, **kwargs) wrappers
+    parameters = inspect.signature(cls.__init__).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    types = argument_types(cls)
+    for name, value in OmegaConf.to_container(node, resolve=True).items():
+        if name.startswith("_") or name in skip:
+            continue
+        if name not in parameters and not accepts_any:
+            raise ConfigError(f"{key}.{name}: not an argument of {target}")
+        if name not in types or (isinstance(value, dict) and "_target_" in value):
+            continue
+        try:
+            TypeAdapter(types[name], config=ConfigDict(arbitrary_types_allowed=True)).validate_python(value)
+        except ValidationError:
+            raise ConfigError(f"{key}.{name}={value!r}: {target} expects {type_name(types[name])}") from None
+
+
+def argument_types(cls: type) -> dict[str, Any]:
+    """The annotations of cls.__init__'s arguments, each resolved on its own, so that one that cannot
+    be resolved at run time (a name imported only for type checkers) leaves the others checked."""
+    namespace = vars(sys.modules[cls.__module__])
+    types = {}
+    for name, parameter in inspect.signature(cls.__init__).parameters.items():
+        annotation = parameter.annotation
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, dict(namespace))  # what typing.get_type_hints does, one at a time
+            except Exception:  # NameError for TYPE_CHECKING-only names, and the like
+                continue
+        if annotation is not inspect.Parameter.empty:
+            types[name] = annotation
+    return types
+
+
+def names_its_arguments(klass: type) -> bool:
+    """Whether klass.__init__ names any argument besides self, *args and **kwargs (object's counts)."""
+    kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
+    return klass is object or any(p.kind not in kinds for p in parameters)
+
+
+def type_name(annotation: Any) -> str:
+    return str(annotation).replace("typing.", "")
+
+
+def config_subdir(run_dir: str) -> str:
+    """Where Hydra saves this invocation's config in the run dir: `.hydra` for the first run, and
+    `.hydra/attempt-<time>` for every later one (a resume), so the first config is never overwritten."""
+    if (Path(run_dir) / ".hydra" / "config.yaml").exists():
+        return f".hydra/attempt-{datetime.now():%Y-%m-%d_%H-%M-%S}"
+    return ".hydra"
+
+
+def group_choices() -> str:
+    """The options of each user-facing config group, read from conf/ (schema entries left out), for --help."""
+    lines = []
+    for group in sorted(path for path in Path(CONFIG_DIR).iterdir() if path.is_dir() and path.name not in ("hydra", "paths", "extras")):
+        options = sorted(option.stem for option in group.glob("*.yaml") if (group.name, option.stem) != ("debug", "default"))
+        lines.append(f"  {group.name + ':':<16}{', '.join(options)}")
+    return "\n".join(lines)
+
+
 def register_configs() -> None:
+    if not OmegaConf.has_resolver("memegap_config_subdir"):
+        OmegaConf.register_new_resolver("memegap_config_subdir", config_subdir, use_cache=True)
+        OmegaConf.register_new_resolver("memegap_group_choices", group_choices)
     store = ConfigStore.instance()
     for group, schemas in SCHEMAS.items():
         for name, node in schemas.items():

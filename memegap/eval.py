@@ -1,18 +1,25 @@
 """memegap-eval: test a trained checkpoint on the test split of the composed data module.
 
-    memegap-eval experiment=twemoji_gap ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt
+    memegap-eval experiment=twemoji_gap ckpt_path=logs/twemoji_gap/runs/<run>/checkpoints/last.ckpt
+
+Prints Lightning's table of test metrics and writes a run dir of its own, logs/eval/runs/<run_id>/,
+with metrics.json ({"test": ...}), the geometry PNGs, the log and the config. The checkpoint is read
+and its recorded data/model config compared with this one before any work.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from memegap.config import CONFIG_DIR, register_configs
-from memegap.utils.run import finish_wandb, prepare_run, save_metrics, scalar_metrics
+from memegap.config import CONFIG_DIR, register_configs, validate_config
+from memegap.errors import UserError, reported_as_one_line
+from memegap.utils.run import prepare_run, resolve_ckpt_path, run_attempt, scalar_metrics
+from memegap.utils.run_dir import EVAL_MAY_CHANGE, check_checkpoint_config, claim_run_dir, load_checkpoint, save_metrics
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -20,21 +27,25 @@ register_configs()
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     if not cfg.get("ckpt_path"):
-        raise ValueError("memegap-eval needs ckpt_path=<path to a .ckpt file>")
-    if not Path(cfg.ckpt_path).is_file():
-        raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
-    output_dir, datamodule, model, trainer = prepare_run(cfg)
-    try:
-        metrics = scalar_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)[0])
-        save_metrics(output_dir, {"test": metrics})
-    finally:
-        finish_wandb()
+        raise UserError("memegap-eval needs ckpt_path=<path to a .ckpt file>")
+    validate_config(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    claim_run_dir(run_dir, None, "memegap-eval")
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir)
+    check_checkpoint_config(load_checkpoint(ckpt_path), ckpt_path, cfg, EVAL_MAY_CHANGE)
+    datamodule, model, trainer = prepare_run(cfg, run_dir)
+    with run_attempt(run_dir), warnings.catch_warnings():
+        # the checkpoint's training callbacks (checkpointing, RNG state) are left out on purpose
+        warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks used to create")
+        metrics = scalar_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)[0])
+        log.info("metrics saved to %s", save_metrics(run_dir, {"test": metrics}))
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval.yaml")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    with reported_as_one_line("memegap-eval", verbose=bool(cfg.get("verbose"))):
+        evaluate(cfg)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     memegap-train experiment=twemoji_gap                 # the default experiment
     memegap-train -m experiment=twemoji_gap data.language=en,es
-    memegap-train experiment=twemoji_gap run_id=<run dir name> ckpt_path=last   # resume
+    memegap-train experiment=twemoji_gap run_id=<run dir name> ckpt_path=last   # resume (same overrides)
 """
 
 from __future__ import annotations
@@ -13,50 +13,59 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from memegap.config import CONFIG_DIR, register_configs
-from memegap.utils.run import (
-    finish_wandb,
-    log_hyperparameters,
-    metric_value,
-    prepare_run,
-    resolve_ckpt_path,
-    save_metrics,
-    scalar_metrics,
-)
+from memegap.callbacks.config_record import ConfigInCheckpoint
+from memegap.config import CONFIG_DIR, register_configs, validate_config
+from memegap.errors import UserError, reported_as_one_line
+from memegap.utils.run import log_hyperparameters, metric_value, prepare_run, resolve_ckpt_path, run_attempt, scalar_metrics
+from memegap.utils.run_dir import check_checkpoint_config, claim_run_dir, load_checkpoint, model_and_data_config, read_metrics, save_metrics
 
 log = logging.getLogger(__name__)
 register_configs()
 
 
 def train(cfg: DictConfig) -> dict[str, dict[str, float]]:
-    """Run one experiment; returns {"before_fit": ..., "fit": ..., "test": ...} metric dicts."""
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), Path(cfg.paths.output_dir))  # fails before anything loads
-    output_dir, datamodule, model, trainer = prepare_run(cfg)
+    """Run one experiment; returns {"before_fit": ..., "fit": ..., "test": ...} metric dicts.
+
+    Everything that can be checked is checked before any work: the config, the run dir (a new run
+    never writes into an earlier one), the checkpoint to resume from and its config."""
+    validate_config(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    earlier = claim_run_dir(run_dir, cfg.get("ckpt_path"))
+    if earlier and earlier["status"] == "finished":
+        if cfg.ckpt_path != "last":
+            raise UserError(f"the run in {run_dir} has finished; to train from ckpt_path={cfg.ckpt_path}, pass a new run_id=")
+        log.info("the run in %s has already finished; nothing to do (its metrics are in %s/metrics.json)", run_dir, run_dir)
+        return read_metrics(run_dir)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
+    if ckpt_path:
+        check_checkpoint_config(load_checkpoint(ckpt_path), ckpt_path, cfg)
+    datamodule, model, trainer = prepare_run(cfg, run_dir, [ConfigInCheckpoint(model_and_data_config(cfg))])
     metrics: dict[str, dict[str, float]] = {}
-    try:
+    with run_attempt(run_dir):
         log_hyperparameters(cfg, model, trainer)
-        if cfg.get("test_before_fit"):
+        if cfg.get("test_before_fit") and not ckpt_path:
             metrics["before_fit"] = scalar_metrics(trainer.test(model, datamodule=datamodule, verbose=False)[0])
+            save_metrics(run_dir, metrics)
         if cfg.get("train"):
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
             metrics["fit"] = scalar_metrics(trainer.callback_metrics)
+            save_metrics(run_dir, metrics)
         if cfg.get("test"):
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             if not best:
                 log.warning("no best checkpoint was saved; testing the current weights")
             metrics["test"] = scalar_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=best or None)[0])
-        log.info("metrics saved to %s", save_metrics(output_dir, metrics))
-    finally:
-        finish_wandb()
-    log.info("run dir: %s", output_dir)
-    return metrics
+        log.info("metrics saved to %s", save_metrics(run_dir, metrics))
+    log.info("run dir: %s", run_dir)
+    return read_metrics(run_dir)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
-    flat = {name: value for stage in ("fit", "test") for name, value in metrics.get(stage, {}).items()}
-    return metric_value(flat, cfg.get("optimized_metric"))
+    with reported_as_one_line("memegap-train", verbose=bool(cfg.get("verbose"))):
+        metrics = train(cfg)
+        flat = {name: value for stage in ("fit", "test") for name, value in metrics.get(stage, {}).items()}
+        return metric_value(flat, cfg.get("optimized_metric"))
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from memegap.config import CONFIG_DIR, ConfigError
+from memegap.config import CONFIG_DIR, ConfigError, validate_config
 from memegap.train import train
-from tests.conftest import compose_config
+from tests.conftest import MINI_OVERRIDES, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 
@@ -33,10 +33,11 @@ def test_experiment_runs_fast_dev_run(experiment, compose_train):
     "group",
     ["trainer", "logger", "callbacks", "debug", "launcher", "hparams_search"],
 )
-def test_every_option_of_a_group_composes(group, tmp_path):
+def test_every_option_of_a_group_composes_and_passes_validation(group, tmp_path):
     for option in group_options(group):
         cfg = compose_config("train.yaml", ["experiment=twemoji_gap", f"{group}={option}"], tmp_path)
         assert cfg.data.batch_size > 0
+        validate_config(cfg)  # our own configs name real arguments, of the right types
 
 
 def test_eval_config_composes(tmp_path):
@@ -100,3 +101,67 @@ def test_cli_fails_at_start_up_naming_the_key(tmp_path):
     assert result.returncode != 0
     assert "batchsize" in result.stderr and "TwemojiDataConfig" in result.stderr
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("mode", ["fdr", "limit", "overfit", "profiler"])
+def test_every_debug_mode_in_readme_runs_on_the_default_experiment(mode, tmp_path):
+    # debug=limit once used fractions (0.1 of 2 validation batches < 1 batch), which Lightning refuses
+    overrides = [override for override in MINI_OVERRIDES if not override.startswith("callbacks.")]  # debug drops the callbacks
+    metrics = train(compose_config("train.yaml", ["experiment=twemoji_gap", *overrides, f"debug={mode}"], tmp_path))
+    assert metrics["test"]["test/loss"] > 0
+    assert "debug: fdr | limit | overfit | profiler" in (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def test_debug_modes_keep_third_party_loggers_at_warning(tmp_path):
+    cfg = compose_config("train.yaml", ["experiment=twemoji_gap", "debug=fdr"], tmp_path)
+    logging_cfg = cfg.hydra.job_logging
+    assert logging_cfg.root.level == "WARNING" and logging_cfg.loggers.memegap.level == "DEBUG"
+    assert "PIL" not in logging_cfg.loggers or logging_cfg.loggers.PIL.level == "WARNING"
+
+
+def cli(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "MEMEGAP_ROOT": str(cwd), "COLUMNS": "120"}
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
+
+
+def test_train_and_eval_help_are_our_own(tmp_path):
+    shown = cli("memegap.train", ["--help"], tmp_path)
+    assert shown.returncode == 0
+    for needle in ("experiment=twemoji_gap", "-m experiment=", "ckpt_path=last", "run_id=", "debug: ", "fdr, limit, overfit, profiler"):
+        assert needle in shown.stdout, needle
+    assert "schema" not in shown.stdout and "Powered by Hydra" not in shown.stdout
+    shown = cli("memegap.eval", ["--help"], tmp_path)
+    assert shown.returncode == 0 and "ckpt_path=<file.ckpt>" in shown.stdout and "metrics.json" in shown.stdout
+    assert "schema" not in shown.stdout
+
+
+NOISE = ("LOAD REPORT", "UNEXPECTED", "LeafSpec", "litlogger", "anonymous setting", "in eval mode at the start", "Loading weights",
+         "GPU available", "Skipping setting a default", "Run history", "_target_", "Traceback")
+
+
+def test_a_normal_run_prints_what_a_user_can_act_on(tmp_path):
+    args = ["experiment=twemoji_gap", "data.max_per_split=16", "data.image_size=32", "data.batch_size=8", "trainer.max_epochs=1",
+            "callbacks.cross_modal_retrieval.pool_size=8", "trainer.log_every_n_steps=1", "logger=wandb", "run_id=quiet"]
+    result = cli("memegap.train", args, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    console = result.stdout + result.stderr
+    for noise in NOISE:
+        assert noise not in console, noise
+    run_dir = tmp_path / "logs" / "twemoji_gap" / "runs" / "quiet"
+    assert "config: experiment=twemoji_gap" in console and f"run dir: {run_dir}" in console
+    assert "_target_" in (run_dir / "config_tree.log").read_text()  # the whole tree is kept in the run dir
+
+
+def test_debug_console_has_no_third_party_debug_lines(tmp_path):
+    result = cli("memegap.train", ["experiment=twemoji_gap", "data.max_per_split=16", "data.image_size=32", "debug=fdr"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = (result.stdout + result.stderr).splitlines()
+    assert [line for line in lines if "][DEBUG]" in line and "][memegap" not in line] == []
+    assert not any("[PIL" in line for line in lines)
+
+
+def test_a_wrong_trainer_type_on_the_command_line_is_one_line(tmp_path):
+    result = cli("memegap.train", ["experiment=twemoji_gap", "trainer.max_epochs=abc"], tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("memegap-train: error: trainer.max_epochs='abc'"), result.stderr

@@ -38,3 +38,38 @@ def test_default_image_adapters_cover_every_pointwise_conv():
     adapted = {name for name, module in tower.named_modules() if hasattr(module, "lora_A")}
     pointwise = {name for name, module in tower.named_modules() if name.endswith((".conv_pw", ".conv_pwl"))}
     assert len(pointwise) == 31 and adapted == pointwise  # 16 blocks: 1 + 15 × 2 pointwise convs
+
+
+def test_the_text_tower_loads_without_a_pooler_and_its_output_is_unchanged():
+    from memegap.models.towers import MiniLMText
+
+    plain, pooled = MiniLMText(), MiniLMText(with_pooler=True)
+    assert plain.encoder.pooler is None and pooled.encoder.pooler is not None
+    plain.eval(), pooled.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(plain(["A picture of a cat"]), pooled(["A picture of a cat"]))
+
+
+def test_a_hub_id_offline_fails_at_once_with_a_message(monkeypatch):
+    import socket
+    import time
+
+    import pytest
+
+    from memegap.errors import UserError
+    from memegap.models.towers import MiniLMText
+
+    with socket.socket() as probe:  # a loopback port nobody listens on: the hub "cannot be reached"
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    started = time.monotonic()
+    with pytest.raises(UserError, match=r"model\.text_tower\.model_dir=sentence-transformers/all-MiniLM-L12-v2: .*cannot be reached"):
+        MiniLMText(model_dir="sentence-transformers/all-MiniLM-L12-v2")
+    assert time.monotonic() - started < 5.0
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="HF_HUB_OFFLINE is set"):
+        MiniLMText(model_dir="sentence-transformers/all-MiniLM-L12-v2")
+    with pytest.raises(UserError, match="no such directory"):
+        MiniLMText(model_dir="./models/minilm")

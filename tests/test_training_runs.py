@@ -13,9 +13,11 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from memegap.errors import UserError
 from memegap.models.adapters import AdapterWithoutGradientError
 from memegap.train import train
-from memegap.utils.wandb_offline import find_run_files, read_history
+from memegap.utils.run_dir import read_state, write_state
+from memegap.utils.wandb_offline import find_run_files, read_exit_codes, read_history
 
 GEOMETRY_SCALARS = ["val/geometry/gap", "val/geometry/alignment", "val/geometry/uniformity_image", "val/geometry/uniformity_text"]
 HISTOGRAMS = ["cosine_intra_image", "cosine_intra_text", "cosine_inter_paired", "cosine_inter_cross"]
@@ -82,6 +84,7 @@ def test_resumed_run_ends_with_the_same_metrics(compose_train, tmp_path):
 
     interrupted = tmp_path / "interrupted"
     train(compose_train(*common[1:], "trainer.max_epochs=1", output_dir=interrupted))
+    write_state(interrupted, "running")  # what a run killed (SIGKILL) during its second epoch leaves
     first_id = (interrupted / "wandb_run_id.txt").read_text()
     train(compose_train(*common, "ckpt_path=last", output_dir=interrupted))
 
@@ -100,7 +103,7 @@ def test_resumed_run_ends_with_the_same_metrics(compose_train, tmp_path):
 
 
 def test_resume_without_a_checkpoint_says_what_to_do(compose_train, tmp_path):
-    with pytest.raises(FileNotFoundError, match="run_id="):
+    with pytest.raises(UserError, match="run_id="):
         train(compose_train("ckpt_path=last", "logger=none"))
 
 
@@ -181,12 +184,45 @@ def test_eval_entry_point_and_error_analysis_read_a_trained_run(tmp_path):
     assert tested["test/loss"] == pytest.approx(trained_test["test/loss"], rel=1e-5)
     # the study script embeds the same checkpoint and pools (the run's pool_size=8 and pool_repeats): its
     # "correct" share is the logged R@1
-    script = Path(__file__).resolve().parents[1] / "experiments" / "twemoji_errors.py"
+    script = Path(__file__).resolve().parents[1] / "experiments" / "twemoji" / "twemoji_errors.py"
     analysed = subprocess.run([sys.executable, str(script), str(run_dir)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert analysed.returncode == 0, analysed.stderr[-3000:]
     kinds = json.loads(analysed.stdout)
     assert kinds["correct"] == pytest.approx(trained_test["test/retrieval/image_to_text_R@1_pool8"], abs=1e-6)
     assert kinds["correct"] + kinds.get("sibling", 0.0) + kinds.get("other_base", 0.0) == pytest.approx(1.0)
+
+    # The resume command on the finished run: said, exit 0, nothing touched.
+    first_config = (run_dir / ".hydra" / "config.yaml").read_text()
+    metrics_before = (run_dir / "metrics.json").read_bytes()
+    resumed = run_cli(["memegap.train", *MINI_CLI, "logger=csv", "run_id=first", "ckpt_path=last"], tmp_path)
+    assert resumed.returncode == 0 and "already finished; nothing to do" in resumed.stderr + resumed.stdout
+    assert (run_dir / "metrics.json").read_bytes() == metrics_before
+    # A killed run resumed with another image size: refused in one line naming the key; the first config stays.
+    write_state(run_dir, "running")
+    changed = run_cli(["memegap.train", *[a for a in MINI_CLI if not a.startswith("data.image_size")], "data.image_size=48",
+                       "logger=csv", "run_id=first", "ckpt_path=last"], tmp_path)
+    assert changed.returncode == 2, changed.stderr[-3000:]
+    error_lines = [line for line in changed.stderr.splitlines() if line.startswith("memegap-train: error:")]
+    assert len(error_lines) == 1 and "data.image_size: 32 → 48" in error_lines[0] and "Traceback" not in changed.stderr
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == first_config
+    assert len(list((run_dir / ".hydra").glob("attempt-*/config.yaml"))) == 2  # each later attempt keeps its own
+    assert (run_dir / "metrics.json").read_bytes() == metrics_before
+
+
+def test_a_crashed_run_is_a_failure_in_wandb_its_state_and_its_log(tmp_path):
+    # An adapter on BERT's pooler gets no gradient: the run fails at its second step.
+    crash = ["model.text_tower.with_pooler=true", "model.text_adapter_targets='.*\\.(query|value)|.*pooler\\.dense'", "run_id=crash"]
+    result = run_cli(["memegap.train", *MINI_CLI, *crash], tmp_path)
+    assert result.returncode == 2
+    error_lines = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(error_lines) == 1 and error_lines[0].startswith("memegap-train: error:") and "pooler.dense" in error_lines[0]
+    assert "Traceback" not in result.stderr
+    run_dir = tmp_path / "logs" / "twemoji_gap" / "runs" / "crash"
+    log = (run_dir / "twemoji_gap.log").read_text()
+    assert "Traceback" in log and "AdapterWithoutGradientError" in log
+    (run_file,) = find_run_files(run_dir)
+    assert read_exit_codes(run_file) == [2]
+    assert read_state(run_dir)["status"] == "failed"
 
 
 def test_optuna_sweep_returns_the_optimized_metric(tmp_path):

@@ -9,6 +9,7 @@ import torch
 
 from memegap.data.sampling import EpochSeededSampler
 from memegap.data.twemoji import PROMPTS, TwemojiDataModule, base_emoji, evenly_spaced, list_pictograms, split_pictograms
+from memegap.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +94,9 @@ def test_shuffle_depends_only_on_seed_and_epoch():
 
 
 def test_bad_arguments_name_the_key():
-    with pytest.raises(ValueError, match="data.language"):
+    with pytest.raises(UserError, match="data.language"):
         TwemojiDataModule(language="fr")
-    with pytest.raises(ValueError, match="data.split_fractions"):
+    with pytest.raises(UserError, match="data.split_fractions"):
         TwemojiDataModule(split_fractions=(0.5, 0.1, 0.1))
 
 
@@ -132,5 +133,5 @@ def test_split_by_file_puts_siblings_of_test_pictograms_in_train():
     assert not any(base in train_bases["base"] for base in test_bases["base"])
     leaked = sum(base in train_bases["file"] for base in test_bases["file"]) / len(test_bases["file"])
     assert leaked > 0.4  # the variants of a test pictogram are mostly in train
-    with pytest.raises(ValueError, match="data.split_by"):
+    with pytest.raises(UserError, match="data.split_by"):
         TwemojiDataModule(split_by="emoji")

@@ -27,6 +27,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from memegap.data.sampling import make_loader
+from memegap.errors import UserError
 
 SKIN_TONES = {chr(c) for c in range(0x1F3FB, 0x1F400)}
 GENDER_SIGNS = {"\u2640", "\u2642"}
@@ -92,7 +93,7 @@ def list_pictograms(png_dir: Path | None = None, languages: tuple[str, ...] = ("
                 pictograms.append(Pictogram(candidate, path, names, base_emoji(candidate)))
                 break
     if not pictograms:
-        raise FileNotFoundError(f"no Twemoji PNG with names in {languages} under {png_dir}")
+        raise UserError(f"no Twemoji PNG with names in {languages} under {png_dir}")
     return pictograms
 
 
@@ -184,11 +185,11 @@ class TwemojiDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if language not in PROMPTS:
-            raise ValueError(f"data.language must be one of {sorted(PROMPTS)}, got {language!r}")
+            raise UserError(f"data.language must be one of {sorted(PROMPTS)}, got {language!r}")
         if split_by not in SPLIT_BY:
-            raise ValueError(f"data.split_by must be one of {list(SPLIT_BY)}, got {split_by!r}")
+            raise UserError(f"data.split_by must be one of {list(SPLIT_BY)}, got {split_by!r}")
         if abs(sum(split_fractions) - 1.0) > 1e-6:
-            raise ValueError(f"data.split_fractions must sum to 1, got {list(split_fractions)}")
+            raise UserError(f"data.split_fractions must sum to 1, got {list(split_fractions)}")
         self.save_hyperparameters()
         self.datasets: dict[str, PictogramPairs] = {}
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from memegap.errors import UserError
+
 
 def add_dora(tower: nn.Module, target_modules: str, rank: int, alpha: float, dropout: float = 0.0) -> nn.Module:
     """Inject DoRA adapters (peft, use_dora=True) into the modules whose names fully match the regex
@@ -15,7 +17,10 @@ def add_dora(tower: nn.Module, target_modules: str, rank: int, alpha: float, dro
     for name, parameter in tower.named_parameters():
         parameter.requires_grad = "lora_" in name
     if not any(parameter.requires_grad for parameter in tower.parameters()):
-        raise ValueError(f"no layer of {type(tower).__name__} matches the adapter targets {target_modules!r}")
+        raise UserError(
+            f"no layer of {type(tower).__name__} matches the adapter targets {target_modules!r} "
+            "(model.image_adapter_targets / model.text_adapter_targets)"
+        )
     return tower
 
 
@@ -28,13 +33,13 @@ def adapters_without_gradient(module: nn.Module) -> list[str]:
     ]
 
 
-class AdapterWithoutGradientError(RuntimeError):
+class AdapterWithoutGradientError(UserError):
     """An adapter tensor got no gradient: it sits on a layer the forward pass never uses."""
 
     def __init__(self, names: list[str]) -> None:
-        shown = "\n  ".join(names[:20]) + ("\n  …" if len(names) > 20 else "")
+        shown = ", ".join(names[:20]) + (", …" if len(names) > 20 else "")
         super().__init__(
             f"{len(names)} adapter tensor(s) received no gradient after the first optimiser step; their layers are "
             f"not on the forward path (e.g. BERT's pooler under mean pooling). Remove them from the adapter "
-            f"targets:\n  {shown}"
+            f"targets (model.image_adapter_targets / model.text_adapter_targets): {shown}"
         )

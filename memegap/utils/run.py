@@ -1,45 +1,51 @@
-"""What the train/eval entry points do around Lightning: instantiate groups, print and save the
-config, log hyper-parameters, keep one W&B run id per run dir, find checkpoints, save metrics."""
+"""What the train/eval entry points do around Lightning: instantiate groups, show and save the config,
+log hyper-parameters, keep one W&B run id per run dir, find checkpoints, and close an attempt with
+its real outcome (run state, W&B exit code, the error in the run's log)."""
 
 from __future__ import annotations
 
 import io
-import json
 import logging
 import secrets
 import string
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import rich.syntax
 import rich.tree
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 
-from memegap.config import validate_config
+from memegap.errors import UserError, log_to_files
 from memegap.utils.io import write_text_atomic
+from memegap.utils.quiet import silence_library_noise
+from memegap.utils.run_dir import write_state
 
 log = logging.getLogger(__name__)
 
 TREE_ORDER = ("data", "model", "callbacks", "logger", "trainer", "paths", "extras")
 WANDB_ID_FILE = "wandb_run_id.txt"
+SHOWN_CHOICES = ("experiment", "data", "model", "trainer", "logger", "debug", "hparams_search")
 
 
-def prepare_run(cfg: DictConfig) -> tuple[Path, L.LightningDataModule, L.LightningModule, L.Trainer]:
-    """What every entry point does first: validate the config, show and save it, seed, pin the W&B run
-    id, then build the data module, model and trainer. Returns them with the run dir."""
-    validate_config(cfg)
-    output_dir = Path(cfg.paths.output_dir)
-    if cfg.get("extras", {}).get("print_config"):
-        print_config_tree(cfg, output_dir)
-    L.seed_everything(cfg.seed, workers=True)
+def prepare_run(cfg: DictConfig, output_dir: Path, extra_callbacks: list[L.Callback] = ()) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
+    """What every entry point does once the run dir is claimed: show and save the config, seed, pin
+    the W&B run id, then build the data module, model and trainer."""
+    silence_library_noise()
+    save_config_tree(cfg, output_dir, show=bool(cfg.get("extras", {}).get("print_config")))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     pin_wandb_run_id(cfg, output_dir)
     datamodule = instantiate(cfg.data, _convert_="all")
     model = instantiate(cfg.model, _convert_="all")
-    trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")), logger=instantiate_group(cfg.get("logger")))
-    return output_dir, datamodule, model, trainer
+    callbacks = [*instantiate_group(cfg.get("callbacks")), *extra_callbacks]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=instantiate_group(cfg.get("logger")))
+    return datamodule, model, trainer
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -49,18 +55,33 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(entry) for entry in group.values() if isinstance(entry, DictConfig) and "_target_" in entry]
 
 
-def print_config_tree(cfg: DictConfig, save_dir: Path) -> None:
-    """Show the composed config as a Rich tree and save it as <save_dir>/config_tree.log."""
+def save_config_tree(cfg: DictConfig, save_dir: Path, show: bool) -> None:
+    """Save the composed config as a Rich tree in <save_dir>/config_tree.log; print it whole when `show`,
+    else print one short line (the chosen groups and the overrides)."""
     tree = rich.tree.Tree("CONFIG", style="dim", guide_style="dim")
-    fields = [name for name in TREE_ORDER if name in cfg] + [name for name in cfg if name not in TREE_ORDER]
+    fields = [name for name in TREE_ORDER if name in cfg] + [name for name in cfg if name not in (*TREE_ORDER, "hydra")]
     for name in fields:
         branch = tree.add(name, style="bold", guide_style="dim")
         content = OmegaConf.to_yaml(cfg[name], resolve=True) if isinstance(cfg[name], DictConfig) else str(cfg[name])
         branch.add(rich.syntax.Syntax(content, "yaml"))
-    Console().print(tree)
     recorder = Console(record=True, width=120, file=io.StringIO())
     recorder.print(tree)
-    write_text_atomic(save_dir / "config_tree.log", recorder.export_text())
+    tree_file = save_dir / "config_tree.log"
+    write_text_atomic(tree_file, recorder.export_text())
+    if show:
+        Console().print(tree)
+    else:
+        log.info("%s; full config in %s", short_config(), tree_file)
+
+
+def short_config() -> str:
+    """'experiment=twemoji_gap data=twemoji ... | overrides: a=1 b=2' from Hydra's record of this run."""
+    if not HydraConfig.initialized():
+        return "config"
+    hydra_cfg = HydraConfig.get()
+    choices = " ".join(f"{group}={hydra_cfg.runtime.choices[group]}" for group in SHOWN_CHOICES if hydra_cfg.runtime.choices.get(group))
+    overrides = " ".join(hydra_cfg.overrides.task)
+    return f"config: {choices}" + (f" | overrides: {overrides}" if overrides else "")
 
 
 def log_hyperparameters(cfg: DictConfig, model: L.LightningModule, trainer: L.Trainer) -> None:
@@ -104,35 +125,57 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
     if ckpt_path == "last":
         last = output_dir / "checkpoints" / "last.ckpt"
         if not last.exists():
-            raise FileNotFoundError(
-                f"ckpt_path=last: no {last}. To resume, run in the interrupted run's dir: pass the same "
-                f"`run_id=` (the run dir's name) and experiment as the first run"
+            raise UserError(
+                f"ckpt_path=last: no {last}. To resume, pass the interrupted run's `run_id=` (its run dir's "
+                f"name) and the same experiment and overrides as the first run"
             )
         return str(last)
-    if not Path(ckpt_path).exists():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+    if not Path(ckpt_path).is_file():
+        raise UserError(f"ckpt_path={ckpt_path}: no such checkpoint file")
     return ckpt_path
 
 
-def finish_wandb() -> None:
-    """Close the W&B run if one is open (each job of a multirun must get its own run)."""
-    import sys
+def exit_code_of(error: BaseException) -> int:
+    """The process exit status an exception stands for (Ctrl-C 130, sys.exit(n) n, a user's mistake 2,
+    anything else 1)."""
+    if isinstance(error, KeyboardInterrupt):
+        return 130
+    if isinstance(error, UserError):
+        return 2
+    if isinstance(error, SystemExit):
+        return error.code if isinstance(error.code, int) and error.code != 0 else 1
+    return 1
 
+
+@contextmanager
+def run_attempt(run_dir: Path) -> Iterator[None]:
+    """One attempt at a run: its state file says running, then finished or failed; the W&B run is
+    closed with the real exit code; an error goes to the run's log file with its traceback."""
+    write_state(run_dir, "running")
+    try:
+        yield
+    except BaseException as error:
+        code = exit_code_of(error)
+        write_state(run_dir, "failed", code, f"{type(error).__name__}: {error}"[:2000])
+        if not isinstance(error, UserError):  # the console command logs those itself
+            log_to_files(f"run failed (exit code {code})", error)
+        finish_wandb(code)
+        raise
+    write_state(run_dir, "finished", 0)
+    finish_wandb(0)
+
+
+def finish_wandb(exit_code: int = 0) -> None:
+    """Close the W&B run if one is open, with the attempt's exit code (0 = finished, else failed)."""
     if "wandb" in sys.modules:
         import wandb
 
         if wandb.run is not None:
-            wandb.finish()
+            wandb.finish(exit_code=exit_code)
 
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return {name: float(value) for name, value in metrics.items()}
-
-
-def save_metrics(output_dir: Path, metrics: dict[str, dict[str, float]]) -> Path:
-    path = output_dir / "metrics.json"
-    write_text_atomic(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    return path
 
 
 def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
@@ -140,5 +183,5 @@ def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
     if not name:
         return None
     if name not in metrics:
-        raise KeyError(f"optimized_metric={name!r} was not logged; logged metrics: {sorted(metrics)}")
+        raise UserError(f"optimized_metric={name!r} was not logged; logged metrics: {sorted(metrics)}")
     return metrics[name]

@@ -63,6 +63,19 @@ def read_history(run_file: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def read_exit_codes(run_file: Path) -> list[int]:
+    """The exit code of every `exit` record of the run (one per finished attempt): 0 = finished, else failed."""
+    from wandb.proto import wandb_internal_pb2
+
+    codes = []
+    for payload in iter_record_bytes(run_file):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(payload)
+        if record.WhichOneof("record_type") == "exit":
+            codes.append(record.exit.exit_code)
+    return codes
+
+
 def find_run_files(save_dir: Path) -> list[Path]:
     """The .wandb files of the offline runs under a logger's save_dir, oldest first."""
     return sorted(Path(save_dir).glob("wandb/offline-run-*/run-*.wandb"))
