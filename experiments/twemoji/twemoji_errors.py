@@ -1,6 +1,6 @@
 """Where a trained Twemoji dual encoder goes wrong: image→text R@1 errors in the test pools, by kind.
 
-    python experiments/twemoji_errors.py logs/twemoji_gap/runs/<run> [--split test] [--checkpoint C]
+    python experiments/twemoji/twemoji_errors.py logs/twemoji_gap/runs/<run> [--split test] [--checkpoint C]
 
 Embeds the split with the run's best checkpoint (checkpoints/epoch_*.ckpt, or --checkpoint), takes the
 same pools as the run's CrossModalRetrieval callback (its pool_size and pool_repeats), and sorts every image→text top-1 answer into:
