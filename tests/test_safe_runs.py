@@ -50,6 +50,13 @@ def test_a_finished_run_is_left_untouched_and_a_new_start_in_its_dir_is_refused(
     assert snapshot(tmp_path) == before
 
 
+def test_a_run_that_failed_at_start_up_can_be_started_again_in_its_dir(compose_train, tmp_path):
+    with pytest.raises(UserError, match="data.language"):
+        train(compose_train("data.language=fr", "logger=wandb", "test_before_fit=false"))
+    metrics = train(compose_train("logger=wandb", "test_before_fit=false", "trainer.max_epochs=1"))  # the corrected command
+    assert metrics["test"] and read_state(tmp_path)["status"] == "finished"
+
+
 def test_resume_and_eval_refuse_other_data_or_model_settings_naming_the_keys(compose_train, tmp_path):
     train(compose_train("logger=none", "test=false"))
     write_state(tmp_path, "running")  # what a run killed with SIGKILL leaves behind

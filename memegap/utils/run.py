@@ -18,6 +18,7 @@ import lightning as L
 import rich.syntax
 import rich.tree
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
@@ -41,18 +42,29 @@ def prepare_run(cfg: DictConfig, output_dir: Path, extra_callbacks: list[L.Callb
     save_config_tree(cfg, output_dir, show=bool(cfg.get("extras", {}).get("print_config")))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     pin_wandb_run_id(cfg, output_dir)
-    datamodule = instantiate(cfg.data, _convert_="all")
-    model = instantiate(cfg.model, _convert_="all")
+    datamodule = build(cfg.data, _convert_="all")
+    model = build(cfg.model, _convert_="all")
     callbacks = [*instantiate_group(cfg.get("callbacks")), *extra_callbacks]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=instantiate_group(cfg.get("logger")))
+    trainer = build(cfg.trainer, callbacks=callbacks, logger=instantiate_group(cfg.get("logger")))
     return datamodule, model, trainer
+
+
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, except that a UserError raised by the class (a bad value it names) comes
+    out as itself rather than wrapped in Hydra's InstantiationException, so it is reported in one line."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, UserError):
+            raise error.__cause__ from None
+        raise
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
     """Instantiate every entry of a dict-of-configs group (callbacks, logger) that has a `_target_`."""
     if not group:
         return []
-    return [instantiate(entry) for entry in group.values() if isinstance(entry, DictConfig) and "_target_" in entry]
+    return [build(entry) for entry in group.values() if isinstance(entry, DictConfig) and "_target_" in entry]
 
 
 def save_config_tree(cfg: DictConfig, save_dir: Path, show: bool) -> None:

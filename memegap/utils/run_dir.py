@@ -30,12 +30,12 @@ CONFIG_KEY = "memegap_config"  # where checkpoints keep the data/model config th
 # and an evaluation may also change those that only shape training (its batches, optimiser, schedule).
 RESUME_MAY_CHANGE = ("data.num_workers", "data.eval_batch_size")
 EVAL_MAY_CHANGE = (*RESUME_MAY_CHANGE, "data.batch_size", "model.optimizer.", "model.warmup_steps", "model.check_adapter_gradients")
-# What a directory holds once a run has started in it (Hydra's own .hydra/ and log file do not count).
-RUN_MARKERS = (STATE_FILE, METRICS_FILE, "checkpoints", "wandb_run_id.txt")
 
 
 def holds_a_run(run_dir: Path) -> bool:
-    return any((run_dir / marker).exists() for marker in RUN_MARKERS)
+    """Whether `run_dir` holds results a new start would destroy: metrics or a checkpoint. (An attempt
+    that failed before saving either, e.g. on a wrong config value, may simply be started again.)"""
+    return (run_dir / METRICS_FILE).exists() or any((run_dir / "checkpoints").glob("*.ckpt"))
 
 
 def read_state(run_dir: Path) -> dict[str, Any] | None:
