@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/loop_overhead.py
 	$(BIN)/python benchmarks/training_device.py
 	$(BIN)/python benchmarks/download.py
+	$(BIN)/python benchmarks/packed_images.py
 
 clean:
 	rm -rf logs .pytest_cache

@@ -39,6 +39,7 @@ class TwemojiDataConfig:
     split_by: str = "base"
     group_variants: bool = True
     seed: int = 0
+    store_dir: str = "data/store"
 
 
 @dataclass
@@ -58,8 +59,15 @@ class MiniLMTextConfig:
 
 
 @dataclass
-class InfoNCELossConfig:
-    _target_: str = "memegap.losses.contrastive.InfoNCELoss"
+class ContrastiveLossConfig:
+    _target_: str = "memegap.losses.contrastive.ContrastiveLoss"
+    weights: dict[str, float] = field(default_factory=dict)  # set by conf/model/loss/<setting>.yaml
+    alpha: float = 1.0
+    beta: float = 1.0
+    lambda_inter: float = 1.0
+    lambda_intra: float = 1.0
+    reduction: str = "mean"
+    variance_off_diagonal: str = "pooled"
 
 
 @dataclass
@@ -76,7 +84,7 @@ class DualEncoderConfig:
     _target_: str = "memegap.models.dual_encoder.DualEncoder"
     image_tower: EfficientNetLite0Config = field(default_factory=EfficientNetLite0Config)
     text_tower: MiniLMTextConfig = field(default_factory=MiniLMTextConfig)
-    loss: InfoNCELossConfig = field(default_factory=InfoNCELossConfig)
+    loss: ContrastiveLossConfig = field(default_factory=ContrastiveLossConfig)
     optimizer: AdamWConfig = field(default_factory=AdamWConfig)
     embed_dim: int = 256
     dora_rank: int = 8
@@ -195,9 +203,14 @@ def config_subdir(run_dir: str) -> str:
 def group_choices() -> str:
     """The options of each user-facing config group, read from conf/ (schema entries left out), for --help."""
     lines = []
-    for group in sorted(path for path in Path(CONFIG_DIR).iterdir() if path.is_dir() and path.name not in ("hydra", "paths", "extras")):
-        options = sorted(option.stem for option in group.glob("*.yaml") if (group.name, option.stem) != ("debug", "default"))
-        lines.append(f"  {group.name + ':':<16}{', '.join(options)}")
+    root = Path(CONFIG_DIR)
+    groups = sorted({path.parent for path in root.rglob("*.yaml")} - {root}, key=lambda path: path.relative_to(root).as_posix())
+    for group in groups:
+        name = group.relative_to(root).as_posix()
+        if name.split("/")[0] in ("hydra", "paths", "extras"):
+            continue
+        options = sorted(option.stem for option in group.glob("*.yaml") if (name, option.stem) != ("debug", "default"))
+        lines.append(f"  {name + ':':<16}{', '.join(options)}")
     return "\n".join(lines)
 
 

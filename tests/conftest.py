@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from memegap.config import CONFIG_DIR, register_configs
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One packed image store for the whole session and its subprocesses (built once per image size, then reused).
+os.environ.setdefault("MEMEGAP_DATA_DIR", str(Path(tempfile.gettempdir()) / "memegap-test-data"))
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

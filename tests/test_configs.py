@@ -31,7 +31,7 @@ def test_experiment_runs_fast_dev_run(experiment, compose_train):
 
 @pytest.mark.parametrize(
     "group",
-    ["trainer", "logger", "callbacks", "debug", "launcher", "hparams_search"],
+    ["trainer", "logger", "callbacks", "debug", "launcher", "hparams_search", "model/loss"],
 )
 def test_every_option_of_a_group_composes_and_passes_validation(group, tmp_path):
     for option in group_options(group):

@@ -128,7 +128,7 @@ def test_every_default_adapter_gets_a_gradient(compose_train):
     for _ in range(2):  # DoRA's B starts at zero, so A is reached at the second step
         optimizer.zero_grad()
         embeddings = model.embed(batch)
-        model.loss(embeddings["image"], embeddings["text"], model.logit_scale).backward()
+        model.loss(embeddings["image"], embeddings["text"], model.logit_scale)["loss"].backward()
         optimizer.step()
     from memegap.models.adapters import adapters_without_gradient
 

@@ -16,6 +16,7 @@ Batch: {"image": float N×3×S×S in [0, 1], "text": list[str] prompts, "label":
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,9 @@ from pathlib import Path
 import emoji
 import lightning as L
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from memegap.data.image_store import ROWS, ImageStore
 from memegap.data.sampling import make_loader
 from memegap.errors import UserError
 
@@ -37,6 +38,7 @@ GENDERED_PEOPLE = {"\U0001F468": "\U0001F9D1", "\U0001F469": "\U0001F9D1", "\U00
                    "\U0001F467": "\U0001F9D2", "\U0001F474": "\U0001F9D3", "\U0001F475": "\U0001F9D3"}
 PROMPTS = {"en": "A picture of {name}", "es": "Una imagen de {name}"}
 SPLITS = ("train", "val", "test")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -142,23 +144,14 @@ def evenly_spaced(items: list, limit: int | None) -> list:
     return [items[index * len(items) // limit] for index in range(limit)]
 
 
-def load_rgb(path: Path, size: int) -> torch.Tensor:
-    """PNG (RGBA pictogram) composited on white and resized to size×size: uint8 3×size×size."""
-    with Image.open(path) as image:
-        rgba = image.convert("RGBA")
-    canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    rgb = Image.alpha_composite(canvas, rgba).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
-    return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1).clone()
-
-
 class PictogramPairs(Dataset):
-    """Image–text pairs held in memory: images as one packed uint8 tensor N×3×S×S."""
+    """Image–text pairs held in memory: images as one uint8 tensor N×3×S×S (read from the image store)."""
 
-    def __init__(self, pictograms: list[Pictogram], image_size: int, language: str) -> None:
+    def __init__(self, pictograms: list[Pictogram], images: torch.Tensor, language: str) -> None:
         self.ids = [p.path.stem for p in pictograms]
         self.bases = [p.base for p in pictograms]
         self.texts = [PROMPTS[language].format(name=p.names[language]) for p in pictograms]
-        self.images = torch.stack([load_rgb(p.path, image_size) for p in pictograms]) if pictograms else torch.empty(0)
+        self.images = images
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -182,6 +175,7 @@ class TwemojiDataModule(L.LightningDataModule):
         split_by: str = "base",
         group_variants: bool = True,
         seed: int = 0,
+        store_dir: str = "data/store",
     ) -> None:
         super().__init__()
         if language not in PROMPTS:
@@ -193,14 +187,27 @@ class TwemojiDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.datasets: dict[str, PictogramPairs] = {}
 
+    def _store(self, pictograms: list[Pictogram]) -> ImageStore:
+        """The packed store of every Twemoji PNG at this image size (built once, then reused)."""
+        store = ImageStore(self.hparams.store_dir, "twemoji", self.hparams.image_size)
+        return store.ensure([(p.path.stem, p.path) for p in pictograms])
+
+    def prepare_data(self) -> None:
+        self._store(list_pictograms())  # once per machine, before setup (Lightning runs it on local rank 0)
+
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        by_split = split_pictograms(list_pictograms(), self.hparams.split_by, tuple(self.hparams.split_fractions))
-        self.datasets = {
-            split: PictogramPairs(evenly_spaced(items, self.hparams.max_per_split), self.hparams.image_size, self.hparams.language)
-            for split, items in by_split.items()
-        }
+        pictograms = list_pictograms()
+        store = self._store(pictograms)
+        readable = {row["key"] for row in store.rows() if row["status"] == "ok"}
+        if len(readable) < len(pictograms):
+            log.warning("%d Twemoji PNGs could not be read and are left out (see %s)", len(pictograms) - len(readable), store.dir / ROWS)
+        by_split = split_pictograms(pictograms, self.hparams.split_by, tuple(self.hparams.split_fractions))
+        self.datasets = {}
+        for split, items in by_split.items():
+            kept = [p for p in evenly_spaced(items, self.hparams.max_per_split) if p.path.stem in readable]
+            self.datasets[split] = PictogramPairs(kept, store.load([p.path.stem for p in kept]), self.hparams.language)
 
     def _loader(self, split: str) -> DataLoader:
         training = split == "train"

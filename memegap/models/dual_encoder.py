@@ -10,6 +10,7 @@ import math
 from functools import partial
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
 import torch
 from torch import Tensor, nn
 
@@ -26,6 +27,9 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
 
 class DualEncoder(L.LightningModule):
     """Dual encoder trained with a contrastive loss on batches {"image": N×3×H×W, "text": list[str]}.
+
+    loss: a module returning {"loss": total, <term>: value, ...} (memegap.losses.contrastive.ContrastiveLoss);
+    the total is logged as <stage>/loss and each term as <stage>/loss/<term>.
 
     embed(batch) -> {"image": N×embed_dim, "text": N×embed_dim} (raw, not normalised).
     dora_rank = 0 trains the projections only (frozen towers, a linear probe). lock_image_tower /
@@ -74,9 +78,13 @@ class DualEncoder(L.LightningModule):
 
     def _step(self, batch: dict, stage: str) -> dict:
         embeddings = self.embed(batch)
-        loss = self.loss(embeddings["image"], embeddings["text"], self.logit_scale)
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(batch["text"]), on_epoch=True, on_step=stage == "train")
-        return {"loss": loss, "embeddings": {name: value.detach() for name, value in embeddings.items()}}
+        losses = self.loss(embeddings["image"], embeddings["text"], self.logit_scale)
+        logged = {"batch_size": len(batch["text"]), "on_epoch": True, "on_step": stage == "train"}
+        self.log(f"{stage}/loss", losses["loss"], prog_bar=True, **logged)
+        for name, value in losses.items():
+            if name != "loss":
+                self.log(f"{stage}/loss/{name}", value, **logged)
+        return {"loss": losses["loss"], "embeddings": {name: value.detach() for name, value in embeddings.items()}}
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self._step(batch, "train")["loss"]
@@ -89,6 +97,15 @@ class DualEncoder(L.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> dict:
         return self._step(batch, "test")
+
+    def on_fit_start(self) -> None:
+        accumulated = self.trainer.accumulate_grad_batches
+        if accumulated > 1:
+            rank_zero_warn(
+                f"trainer.accumulate_grad_batches={accumulated} does not give a bigger contrastive batch: every loss term "
+                f"compares a pair only with the other pairs of its own batch (data.batch_size). Raise data.batch_size "
+                f"instead, or use gradient checkpointing to fit it."
+            )
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # DoRA's B matrices start at zero, so A gets its first gradient at the second step: check then.

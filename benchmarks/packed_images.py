@@ -1,0 +1,130 @@
+"""Images/s delivered to the model by three loaders of the same images, in one run; JSON on stdout.
+
+- store: the packed image store (litdata chunks) read by litdata's StreamingDataLoader;
+- per_file: PIL decode + composite on white + resize of every file in each epoch (no store);
+- memmap: a plain uint8 N×S×S×3 numpy memmap, the fastest thing a store could be;
+- transform_only: the shared transform on batches already in memory, the ceiling for any loader.
+
+All three go through a DataLoader (batch 90, no worker processes: 2 cores) and end in the same
+transform, uint8 → float in [0, 1], N×3×S×S. Images: the 1,054 ARASAAC PNGs of
+../shared/data/pictograms_jocomunico when present, else the Twemoji PNGs. Each side is timed over
+`--epochs` full passes after one untimed warm-up pass; the store's one-off build time is reported.
+
+    python benchmarks/packed_images.py [--sizes 64 224] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from memegap.data.image_store import ImageStore, decode_rgb
+
+BATCH = 90
+SHARED_PICTOGRAMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "pictograms_jocomunico"
+
+
+def image_files() -> tuple[str, list[tuple[str, Path]]]:
+    if SHARED_PICTOGRAMS.is_dir():
+        return "arasaac_jocomunico", [(p.stem, p) for p in sorted(SHARED_PICTOGRAMS.rglob("*.png"))]
+    from memegap.data.twemoji import twemoji_png_dir
+
+    return "twemoji", [(p.stem, p) for p in sorted(twemoji_png_dir().glob("*.png"))]
+
+
+def to_model(batch: torch.Tensor) -> torch.Tensor:
+    """The transform every side ends with: uint8 N×S×S×3 -> float N×3×S×S in [0, 1], in channels-last
+    memory (a view after one contiguous conversion, which convolutions take as it is)."""
+    return batch.float().div_(255.0).permute(0, 3, 1, 2)
+
+
+class PerFile(Dataset):
+    def __init__(self, files: list[tuple[str, Path]], size: int) -> None:
+        self.files, self.size = files, size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(decode_rgb(self.files[index][1], self.size))
+
+
+class MemmapImages(Dataset):
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(np.array(self.array[index]))
+
+
+def images_per_second(batches, count: int, epochs: int) -> float:
+    for _ in batches():  # warm-up pass: page cache, lazy opens
+        pass
+    started = time.perf_counter()
+    delivered = 0
+    for _ in range(epochs):
+        for batch in batches():
+            delivered += len(to_model(batch))
+    elapsed = time.perf_counter() - started
+    assert delivered == count * epochs, (delivered, count, epochs)
+    return delivered / elapsed
+
+
+def measure(files: list[tuple[str, Path]], size: int, epochs: int, work: Path) -> dict:
+    import litdata
+
+    started = time.perf_counter()
+    store = ImageStore(work / "store", "bench", size).ensure(files)
+    build_seconds = time.perf_counter() - started
+    memmap_path = work / f"images_{size}.u8"
+    array = np.memmap(memmap_path, dtype=np.uint8, mode="w+", shape=(len(files), size, size, 3))
+    for index, item in enumerate(store.dataset()):
+        array[index] = item["image"]
+    array.flush()
+    memmap = np.memmap(memmap_path, dtype=np.uint8, mode="r", shape=(len(files), size, size, 3))
+
+    def store_batches():
+        loader = litdata.StreamingDataLoader(store.dataset(), batch_size=BATCH, num_workers=0)
+        return (batch["image"] for batch in loader)
+
+    in_memory = [torch.from_numpy(np.array(memmap[start : start + BATCH])) for start in range(0, len(files), BATCH)]
+    rates = {
+        "transform_only": images_per_second(lambda: iter(in_memory), len(files), epochs),
+        "store": images_per_second(store_batches, len(files), epochs),
+        "memmap": images_per_second(lambda: DataLoader(MemmapImages(memmap), batch_size=BATCH), len(files), epochs),
+        "per_file": images_per_second(lambda: DataLoader(PerFile(files, size), batch_size=BATCH), len(files), 1),
+    }
+    return {
+        "image_size": size,
+        "images": len(files),
+        "store_build_seconds": round(build_seconds, 2),
+        "images_per_second": {name: round(rate, 1) for name, rate in rates.items()},
+        "store_over_per_file": round(rates["store"] / rates["per_file"], 2),
+        "store_over_memmap": round(rates["store"] / rates["memmap"], 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 224], help="image sizes in pixels")
+    parser.add_argument("--epochs", type=int, default=3, help="timed passes of the store and the memmap (per-file: 1)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    source, files = image_files()
+    with tempfile.TemporaryDirectory() as work:
+        results = [measure(files, size, args.epochs, Path(work)) for size in args.sizes]
+    print(json.dumps({"benchmark": "packed_images", "source": source, "batch": BATCH, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

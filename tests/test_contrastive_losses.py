@@ -1,0 +1,106 @@
+"""The thesis's loss terms on hand-computed cases, their gradients, and their weighted sum in a run."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from memegap.errors import UserError
+from memegap.losses.contrastive import (
+    ContrastiveLoss,
+    antipodal_loss,
+    clip_loss,
+    cyclip_loss,
+    ortho_inter_loss,
+    ortho_intra_loss,
+    variance_loss,
+)
+from memegap.train import train
+
+ALPHA = 0.7
+
+
+def test_orthonormal_sets():
+    # x = y = the 4 basis vectors: every Gram matrix is I.
+    eye = torch.eye(4, dtype=torch.float64)
+    assert float(ortho_intra_loss(eye, eye, ALPHA)) == pytest.approx(2 * (-ALPHA * 4))  # both modalities, no off-diagonal
+    assert float(ortho_intra_loss(eye, eye, ALPHA, reduction="mean")) == pytest.approx(2 * (-ALPHA * 4) / 16)
+    assert float(ortho_inter_loss(eye, eye, ALPHA)) == pytest.approx(-ALPHA * 4)
+    assert float(antipodal_loss(eye, eye, ALPHA)) == pytest.approx(2 * (-ALPHA * 4))
+    assert float(cyclip_loss(eye, eye)) == 0.0
+    assert float(variance_loss(eye, eye)) == 0.0  # the diagonal is all 1, the off-diagonal all 0
+
+
+def test_antipodal_pairs():
+    # x = y = (e1, −e1): Gram [[1, −1], [−1, 1]]. With |·| the off-diagonal adds +2 per modality; without, −2.
+    x = torch.tensor([[1.0, 0.0], [-1.0, 0.0]], dtype=torch.float64)
+    assert float(ortho_intra_loss(x, x, ALPHA)) == pytest.approx(2 * (-2 * ALPHA + 2))
+    assert float(antipodal_loss(x, x, ALPHA)) == pytest.approx(2 * (-2 * ALPHA - 2))
+    assert float(ortho_inter_loss(x, x, ALPHA)) == pytest.approx(-2 * ALPHA + 2)
+    assert float(cyclip_loss(x, x)) == 0.0  # identical modalities are consistent
+
+
+def test_a_skewed_pair_by_hand():
+    # x = (e1, e2), y = (e1, (e1 + e2)/√2): cosines C = [[1, 1/√2], [0, 1/√2]].
+    r = 1 / math.sqrt(2)
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    y = torch.tensor([[1.0, 0.0], [r, r]], dtype=torch.float64)
+    assert float(ortho_inter_loss(x, y, ALPHA)) == pytest.approx(-ALPHA * (1 + r) + r)
+    # CyCLIP: inter Σ(C_jk − C_kj)² = 2·(1/√2)² = 1; intra Σ(XXᵀ − YYᵀ)² = 2·(1/√2)² = 1; "sum" divides by N = 2
+    assert float(cyclip_loss(x, y)) == pytest.approx(1.0)
+    assert float(cyclip_loss(x, y, lambda_inter=2.0, lambda_intra=3.0)) == pytest.approx(2.5)
+    assert float(cyclip_loss(x, y, reduction="mean")) == pytest.approx(0.5)
+    # variance: diagonal (1, 1/√2) -> ((1 − 1/√2)/2)²; off-diagonal (1/√2, 0) pooled -> 1/8, by rows -> 0 (one entry a row)
+    diagonal_variance = ((1 - r) / 2) ** 2
+    assert float(variance_loss(x, y, beta=2.0)) == pytest.approx(-2.0 * (0.125 + diagonal_variance))
+    assert float(variance_loss(x, y, beta=2.0, off_diagonal="rows")) == pytest.approx(-2.0 * diagonal_variance)
+    assert float(variance_loss(x, y, beta=-1.0)) == pytest.approx(0.125 + diagonal_variance)  # β < 0 minimises
+
+
+def test_the_terms_normalise_their_inputs():
+    torch.manual_seed(0)
+    x, y = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    for term in (ortho_intra_loss, ortho_inter_loss, antipodal_loss, cyclip_loss, variance_loss):
+        torch.testing.assert_close(term(3 * x, 0.5 * y), term(x, y))
+
+
+@pytest.mark.parametrize("term", [ortho_intra_loss, ortho_inter_loss, antipodal_loss, cyclip_loss, variance_loss])
+def test_gradients_match_finite_differences(term):
+    torch.manual_seed(1)
+    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: term(a, b), (x, y))
+
+
+def test_the_module_sums_the_weighted_terms_and_returns_each():
+    torch.manual_seed(2)
+    x, y, scale = torch.randn(8, 5), torch.randn(8, 5), torch.tensor(math.log(20.0))
+    loss = ContrastiveLoss({"ce": 1.0, "cyclip": 0.5, "variance": 2.0, "antipodal": 0.0}, beta=0.3, lambda_inter=0.25, lambda_intra=0.25)
+    out = loss(x, y, scale)
+    assert set(out) == {"loss", "ce", "cyclip", "variance"}  # a zero weight is not computed
+    torch.testing.assert_close(out["ce"], clip_loss(x, y, scale))
+    torch.testing.assert_close(out["cyclip"], cyclip_loss(x, y, 0.25, 0.25, "mean"))
+    torch.testing.assert_close(out["variance"], variance_loss(x, y, 0.3))
+    torch.testing.assert_close(out["loss"], out["ce"] + 0.5 * out["cyclip"] + 2.0 * out["variance"])
+
+
+def test_unknown_terms_and_settings_are_named():
+    with pytest.raises(UserError, match=r"unknown term\(s\) \['orthogonal'\]"):
+        ContrastiveLoss({"ce": 1.0, "orthogonal": 1.0})
+    with pytest.raises(UserError, match="no term has a non-zero weight"):
+        ContrastiveLoss({"ce": 0.0})
+    with pytest.raises(UserError, match="reduction"):
+        ContrastiveLoss({"ce": 1.0}, reduction="average")
+
+
+def test_a_run_logs_each_term_and_warns_about_gradient_accumulation(compose_train):
+    cfg = compose_train("model/loss=ce_antipodal_variance", "+trainer.fast_dev_run=true", "logger=none", "test_before_fit=false",
+                        "+trainer.accumulate_grad_batches=2")
+    with pytest.warns(UserWarning, match="accumulate_grad_batches=2 does not give a bigger contrastive batch"):
+        metrics = train(cfg)
+    for term in ("ce", "antipodal", "variance"):
+        assert f"test/loss/{term}" in metrics["test"]
+    test = metrics["test"]
+    assert test["test/loss"] == pytest.approx(test["test/loss/ce"] + test["test/loss/antipodal"] + test["test/loss/variance"], rel=1e-5)

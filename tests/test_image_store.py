@@ -1,0 +1,88 @@
+"""The packed image store: bad files counted and recorded, reuse, rebuild on change, a killed build."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from memegap.data.image_store import COMPLETE, ImageStore, decode_rgb
+from memegap.testing.faulty_images import good_png
+
+
+def image_folder(folder: Path, good: int) -> list[tuple[str, Path]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for k in range(good):
+        (folder / f"good{k}.png").write_bytes(good_png(k, size=40))
+        files.append((f"good{k}", folder / f"good{k}.png"))
+    return files
+
+
+def test_bad_files_are_skipped_counted_and_recorded_with_their_reason(tmp_path):
+    files = image_folder(tmp_path / "images", good=3)
+    (tmp_path / "images" / "corrupt.png").write_bytes(os.urandom(300))
+    (tmp_path / "images" / "truncated.png").write_bytes(good_png(7, size=40)[:60])
+    (tmp_path / "images" / "notes.png").write_text("not an image at all")
+    bad = [("corrupt", tmp_path / "images" / "corrupt.png"), ("truncated", tmp_path / "images" / "truncated.png"),
+           ("text", tmp_path / "images" / "notes.png"), ("missing", tmp_path / "images" / "gone.png")]
+    store = ImageStore(tmp_path / "store", "mixed", 16).ensure(files[:2] + bad + files[2:])
+    rows = store.rows()
+    assert [row["key"] for row in rows] == ["good0", "good1", "corrupt", "truncated", "text", "missing", "good2"]
+    assert [row["status"] for row in rows] == ["ok", "ok", "skipped", "skipped", "skipped", "skipped", "ok"]
+    assert store.skipped == 4 and all(row["reason"] for row in rows if row["status"] == "skipped")
+    assert "FileNotFoundError" in rows[5]["reason"]
+    images = store.load(["good0", "good2"])
+    assert images.shape == (2, 3, 16, 16) and images.dtype == torch.uint8
+    expected = np.stack([decode_rgb(files[0][1], 16), decode_rgb(files[2][1], 16)])
+    assert torch.equal(images, torch.from_numpy(expected).permute(0, 3, 1, 2))
+
+
+def test_a_complete_store_is_reused_and_a_changed_input_rebuilds_it(tmp_path):
+    files = image_folder(tmp_path / "images", good=4)
+    store = ImageStore(tmp_path / "store", "s", 8).ensure(files)
+    marker = (store.dir / COMPLETE).stat().st_mtime_ns
+    ImageStore(tmp_path / "store", "s", 8).ensure(files)
+    assert (store.dir / COMPLETE).stat().st_mtime_ns == marker  # not rebuilt
+    (tmp_path / "images" / "good1.png").write_bytes(good_png(99, size=40))
+    rebuilt = ImageStore(tmp_path / "store", "s", 8).ensure(files)
+    assert (rebuilt.dir / COMPLETE).stat().st_mtime_ns != marker
+    assert torch.equal(rebuilt.load(["good1"])[0], torch.from_numpy(decode_rgb(files[1][1], 8)).permute(2, 0, 1))
+    assert ImageStore(tmp_path / "store", "s", 12).dir != store.dir  # one store per image size
+
+
+BUILD = """
+import sys
+from pathlib import Path
+from memegap.data.image_store import ImageStore
+if __name__ == "__main__":
+    folder = Path(sys.argv[1])
+    files = [(p.stem, p) for p in sorted(folder.glob("*.png"))]
+    ImageStore(sys.argv[2], "big", 64, chunk_bytes="64KB").ensure(files)
+"""
+
+
+def test_a_killed_build_is_never_taken_for_a_finished_store(tmp_path):
+    files = image_folder(tmp_path / "images", good=600)
+    script = tmp_path / "build.py"
+    script.write_text(BUILD)
+    process = subprocess.Popen([sys.executable, str(script), str(tmp_path / "images"), str(tmp_path / "store")])
+    store_dir = tmp_path / "store" / "big" / "64px"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(store_dir.parent.glob(".64px.building-*/chunk-*.bin")) and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not store_dir.exists(), "the kill must land before the build finished; a killed build leaves no store"
+    (abandoned,) = store_dir.parent.glob(".64px.building-*")
+    store = ImageStore(tmp_path / "store", "big", 64, chunk_bytes="64KB").ensure(sorted(files))
+    assert not abandoned.exists()  # removed once its process was gone
+    rows = store.rows()
+    assert len(rows) == 600 and all(row["status"] == "ok" for row in rows)
+    assert torch.equal(store.load(["good599"])[0], torch.from_numpy(decode_rgb(tmp_path / "images" / "good599.png", 64)).permute(2, 0, 1))
