@@ -27,8 +27,9 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 @dataclass
-class TwemojiDataConfig:
-    _target_: str = "memegap.data.twemoji.TwemojiDataModule"
+class PairedDataConfig:
+    """The keys every image–text pairs source has (memegap.data.pairs.PairedDataModule)."""
+
     language: str = "en"
     image_size: int = 64
     batch_size: int = 90
@@ -36,10 +37,24 @@ class TwemojiDataConfig:
     num_workers: int = 0
     split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     max_per_split: Optional[int] = None
-    split_by: str = "base"
-    group_variants: bool = True
     seed: int = 0
     store_dir: str = "data/store"
+
+
+@dataclass
+class TwemojiDataConfig(PairedDataConfig):
+    _target_: str = "memegap.data.twemoji.TwemojiDataModule"
+    split_by: str = "base"
+    group_variants: bool = True
+
+
+@dataclass
+class ArasaacDataConfig(PairedDataConfig):
+    _target_: str = "memegap.data.arasaac.ArasaacDataModule"
+    root: str = "data/arasaac"
+    image_size: int = 224
+    exclude_sex: bool = False
+    exclude_violence: bool = False
 
 
 @dataclass
@@ -100,7 +115,10 @@ class DualEncoderConfig:
     check_adapter_gradients: bool = True
 
 
-SCHEMAS = {"data": {"twemoji_schema": TwemojiDataConfig}, "model": {"dual_encoder_schema": DualEncoderConfig}}
+SCHEMAS = {
+    "data": {"twemoji_schema": TwemojiDataConfig, "arasaac_schema": ArasaacDataConfig},
+    "model": {"dual_encoder_schema": DualEncoderConfig},
+}
 SCHEMA_OF_TARGET = {schema._target_: schema for schemas in SCHEMAS.values() for schema in schemas.values()}
 
 

@@ -22,9 +22,14 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
 
 
+# what each experiment needs beyond the mini overrides: its data on this machine
+EXPERIMENT_DATA = {"arasaac_gap": ["data.root={shared}/pictograms_jocomunico"]}
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiment_runs_fast_dev_run(experiment, compose_train):
-    cfg = compose_train(f"experiment={experiment}", "+trainer.fast_dev_run=true", "logger=none", "test_before_fit=false")
+def test_experiment_runs_fast_dev_run(experiment, compose_train, request):
+    data = [override.format(shared=request.getfixturevalue("shared_data")) for override in EXPERIMENT_DATA.get(experiment, [])]
+    cfg = compose_train(f"experiment={experiment}", *data, "+trainer.fast_dev_run=true", "logger=none", "test_before_fit=false")
     metrics = train(cfg)
     assert metrics["test"]["test/loss"] > 0
 

@@ -72,12 +72,13 @@ def test_a_killed_build_is_never_taken_for_a_finished_store(tmp_path):
     files = image_folder(tmp_path / "images", good=600)
     script = tmp_path / "build.py"
     script.write_text(BUILD)
-    process = subprocess.Popen([sys.executable, str(script), str(tmp_path / "images"), str(tmp_path / "store")])
+    # its own process group, so the kill takes litdata's worker processes too (as a killed job's would)
+    process = subprocess.Popen([sys.executable, str(script), str(tmp_path / "images"), str(tmp_path / "store")], start_new_session=True)
     store_dir = tmp_path / "store" / "big" / "64px"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not list(store_dir.parent.glob(".64px.building-*/chunk-*.bin")) and process.poll() is None:
         time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
+    os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not store_dir.exists(), "the kill must land before the build finished; a killed build leaves no store"
     (abandoned,) = store_dir.parent.glob(".64px.building-*")

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from memegap.data.sampling import EpochSeededSampler
-from memegap.data.twemoji import PROMPTS, TwemojiDataModule, base_emoji, evenly_spaced, list_pictograms, split_pictograms
+from memegap.data.splits import evenly_spaced
+from memegap.data.twemoji import PROMPTS, TwemojiDataModule, base_emoji, list_pictograms, split_pictograms
 from memegap.errors import UserError
 
 
@@ -116,7 +117,7 @@ def test_grouped_sampler_keeps_each_group_together_in_a_seeded_order():
 def test_training_batches_hold_whole_variant_groups():
     datamodule = TwemojiDataModule(image_size=8, batch_size=18, seed=0)
     datamodule.setup()
-    bases = datamodule.datasets["train"].bases
+    bases = datamodule.datasets["train"].groups
     order = list(datamodule.train_dataloader().sampler)
     changes = sum(bases[a] != bases[b] for a, b in zip(order, order[1:]))
     assert changes == len(set(bases)) - 1
@@ -128,8 +129,8 @@ def test_split_by_file_puts_siblings_of_test_pictograms_in_train():
     by_base = TwemojiDataModule(image_size=8)
     by_file = TwemojiDataModule(image_size=8, split_by="file")
     by_base.setup(), by_file.setup()
-    train_bases = {split: set(module.datasets["train"].bases) for split, module in (("base", by_base), ("file", by_file))}
-    test_bases = {split: module.datasets["test"].bases for split, module in (("base", by_base), ("file", by_file))}
+    train_bases = {split: set(module.datasets["train"].groups) for split, module in (("base", by_base), ("file", by_file))}
+    test_bases = {split: module.datasets["test"].groups for split, module in (("base", by_base), ("file", by_file))}
     assert not any(base in train_bases["base"] for base in test_bases["base"])
     leaked = sum(base in train_bases["file"] for base in test_bases["file"]) / len(test_bases["file"])
     assert leaked > 0.4  # the variants of a test pictogram are mostly in train

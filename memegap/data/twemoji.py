@@ -15,19 +15,15 @@ Batch: {"image": float N×3×S×S in [0, 1], "text": list[str] prompts, "label":
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import emoji
-import lightning as L
-import torch
-from torch.utils.data import DataLoader, Dataset
 
 from memegap.data.image_store import ROWS, ImageStore
-from memegap.data.sampling import make_loader
+from memegap.data.pairs import PROMPTS, ImageTextPairs, PairedDataModule
+from memegap.data.splits import SPLITS, evenly_spaced, hash_position, split_at, split_groups
 from memegap.errors import UserError
 
 SKIN_TONES = {chr(c) for c in range(0x1F3FB, 0x1F400)}
@@ -36,8 +32,6 @@ ZWJ, VARIATION_SELECTOR = "\u200d", "\ufe0f"
 # Inside ZWJ sequences, man/woman/person, boy/girl/child, old man/woman/older person share one base.
 GENDERED_PEOPLE = {"\U0001F468": "\U0001F9D1", "\U0001F469": "\U0001F9D1", "\U0001F466": "\U0001F9D2",
                    "\U0001F467": "\U0001F9D2", "\U0001F474": "\U0001F9D3", "\U0001F475": "\U0001F9D3"}
-PROMPTS = {"en": "A picture of {name}", "es": "Una imagen de {name}"}
-SPLITS = ("train", "val", "test")
 log = logging.getLogger(__name__)
 
 
@@ -55,7 +49,6 @@ class Pictogram:
 # most test pictograms have a recoloured sibling in train (only to compare with results reported on such
 # leaky splits).
 SPLIT_BY = ("base", "file")
-GOLDEN_RATIO_CONJUGATE = (5**0.5 - 1) / 2
 
 
 def twemoji_png_dir() -> Path:
@@ -99,68 +92,23 @@ def list_pictograms(png_dir: Path | None = None, languages: tuple[str, ...] = ("
     return pictograms
 
 
-def hash_position(key: str) -> float:
-    """A fixed position in [0, 1) for a key (a base emoji, or a file name), independent of any seed."""
-    return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) / 16**8
-
-
-def split_at(position: float, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> str:
-    """'train', 'val' or 'test' for a position in [0, 1): the split whose cumulative fraction first exceeds it."""
-    cumulative = 0.0
-    for split, fraction in zip(SPLITS, fractions):
-        cumulative += fraction
-        if position < cumulative:
-            return split
-    return SPLITS[-1]
-
-
 def split_pictograms(
     pictograms: list[Pictogram], split_by: str = "base", fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
 ) -> dict[str, list[Pictogram]]:
-    """Pictograms by split, in their input order.
-
-    split_by="base": the bases are sorted by family size, then by hash; the i-th base goes to the split at
-    position frac(i · 0.618…) (a golden-ratio sequence, evenly spread over any stretch of the list), so each
-    family size is divided in the given fractions. split_by="file": each PNG by the hash of its file name.
-    """
+    """Pictograms by split, in their input order: split_by="base" keeps each base emoji's family in one
+    split, stratified by family size (splits.split_groups); split_by="file" splits each PNG by the hash
+    of its file name."""
     if split_by == "file":
         split_of_pictogram = [split_at(hash_position(p.path.stem), fractions) for p in pictograms]
     else:
-        family_size = Counter(p.base for p in pictograms)
-        bases = sorted(family_size, key=lambda base: (family_size[base], hash_position(base)))
-        split_of_base = {base: split_at(index * GOLDEN_RATIO_CONJUGATE % 1.0, fractions) for index, base in enumerate(bases)}
-        split_of_pictogram = [split_of_base[p.base] for p in pictograms]
+        split_of_pictogram = split_groups([p.base for p in pictograms], fractions)
     by_split: dict[str, list[Pictogram]] = {split: [] for split in SPLITS}
     for pictogram, split in zip(pictograms, split_of_pictogram):
         by_split[split].append(pictogram)
     return by_split
 
 
-def evenly_spaced(items: list, limit: int | None) -> list:
-    """At most `limit` items spread evenly over the list (all when limit is None): a mini split that
-    samples the whole file-name order (flags, food, people, ...) rather than its first block."""
-    if limit is None or len(items) <= limit:
-        return items
-    return [items[index * len(items) // limit] for index in range(limit)]
-
-
-class PictogramPairs(Dataset):
-    """Image–text pairs held in memory: images as one uint8 tensor N×3×S×S (read from the image store)."""
-
-    def __init__(self, pictograms: list[Pictogram], images: torch.Tensor, language: str) -> None:
-        self.ids = [p.path.stem for p in pictograms]
-        self.bases = [p.base for p in pictograms]
-        self.texts = [PROMPTS[language].format(name=p.names[language]) for p in pictograms]
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, index: int) -> dict:
-        return {"image": self.images[index].float() / 255.0, "text": self.texts[index], "label": index, "id": self.ids[index]}
-
-
-class TwemojiDataModule(L.LightningDataModule):
+class TwemojiDataModule(PairedDataModule):
     """Twemoji image–name pairs, split by base emoji; prompts "A picture of {name}" / "Una imagen de {name}"."""
 
     def __init__(
@@ -177,15 +125,11 @@ class TwemojiDataModule(L.LightningDataModule):
         seed: int = 0,
         store_dir: str = "data/store",
     ) -> None:
-        super().__init__()
-        if language not in PROMPTS:
-            raise UserError(f"data.language must be one of {sorted(PROMPTS)}, got {language!r}")
+        super().__init__(language, split_fractions)
         if split_by not in SPLIT_BY:
             raise UserError(f"data.split_by must be one of {list(SPLIT_BY)}, got {split_by!r}")
-        if abs(sum(split_fractions) - 1.0) > 1e-6:
-            raise UserError(f"data.split_fractions must sum to 1, got {list(split_fractions)}")
         self.save_hyperparameters()
-        self.datasets: dict[str, PictogramPairs] = {}
+        self.group_batches = group_variants
 
     def _store(self, pictograms: list[Pictogram]) -> ImageStore:
         """The packed store of every Twemoji PNG at this image size (built once, then reused)."""
@@ -207,20 +151,6 @@ class TwemojiDataModule(L.LightningDataModule):
         self.datasets = {}
         for split, items in by_split.items():
             kept = [p for p in evenly_spaced(items, self.hparams.max_per_split) if p.path.stem in readable]
-            self.datasets[split] = PictogramPairs(kept, store.load([p.path.stem for p in kept]), self.hparams.language)
-
-    def _loader(self, split: str) -> DataLoader:
-        training = split == "train"
-        batch_size = self.hparams.batch_size if training else self.hparams.eval_batch_size
-        dataset = self.datasets[split]
-        groups = dataset.bases if self.hparams.group_variants else None
-        return make_loader(dataset, batch_size, self.hparams.num_workers, training, self.hparams.seed, groups)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+            ids = [p.path.stem for p in kept]
+            texts = [PROMPTS[self.hparams.language].format(name=p.names[self.hparams.language]) for p in kept]
+            self.datasets[split] = ImageTextPairs(ids, texts, store.load(ids), [p.base for p in kept])

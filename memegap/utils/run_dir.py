@@ -28,7 +28,7 @@ METRICS_FILE = "metrics.json"
 CONFIG_KEY = "memegap_config"  # where checkpoints keep the data/model config they were trained with
 # Keys (or key prefixes) that change neither the model nor the data it sees: a resume may change them,
 # and an evaluation may also change those that only shape training (its batches, optimiser, schedule).
-RESUME_MAY_CHANGE = ("data.num_workers", "data.eval_batch_size")
+RESUME_MAY_CHANGE = ("data.num_workers", "data.eval_batch_size", "data.store_dir")  # store_dir: where the image cache lives
 EVAL_MAY_CHANGE = (*RESUME_MAY_CHANGE, "data.batch_size", "model.optimizer.", "model.warmup_steps", "model.check_adapter_gradients")
 
 
