@@ -35,8 +35,8 @@ class CrossModalRetrieval(EmbeddingCollector):
                     f"its _pool{self.pool_size} metrics use one pool of all {len(image)} pairs (chance R@1 = 1/{len(image)}). "
                     f"Set callbacks.cross_modal_retrieval.pool_size<={len(image)} to compare like with like."
                 )
-            suffix = f"_pool{self.pool_size}"
-            metrics |= {f"{key}{suffix}": value for key, value in recall_at_k(image, text, self.ks).items()}
+            # one pool of the whole split: the whole-split values, under the pooled keys
+            metrics |= {f"{key}_pool{self.pool_size}": value for key, value in metrics.items()}
         else:
             metrics |= recall_at_k(image, text, self.ks, pool_size=self.pool_size, pool_repeats=self.pool_repeats)
         metrics["pool_size"] = float(pool_size)

@@ -52,7 +52,7 @@ def run_twitter(args: argparse.Namespace) -> dict:
 
 def run_download(args: argparse.Namespace) -> dict:
     """--table: fill `image_path` (relative to the table's folder) and `download_status` of the table's
-    rows from their `image_url`, every other column and row kept. --urls: one URL a line."""
+    rows from their URL column (--url-column), every other column and row kept. --urls: one URL a line."""
     settings = download_settings(args)
     if args.table:
         table = Path(args.table)

@@ -157,10 +157,10 @@ class ArasaacDataModule(PairedDataModule):
         digests = [image_digest(p.path) for p in pictograms]
         groups = concept_groups(pictograms, digests)
         splits = split_groups(groups, tuple(hp.split_fractions))
-        flagged = sum((hp.exclude_sex and p.sex) or (hp.exclude_violence and p.violence) for p in pictograms)
-        kept, seen, without_keyword = [], set(), 0
+        kept, seen, flagged, without_keyword = [], set(), 0, 0
         for pictogram, digest, group, split in zip(pictograms, digests, groups, splits):
             if (hp.exclude_sex and pictogram.sex) or (hp.exclude_violence and pictogram.violence):
+                flagged += 1
                 continue
             if not pictogram.keywords.get(hp.language):
                 without_keyword += 1
@@ -181,9 +181,6 @@ class ArasaacDataModule(PairedDataModule):
     def _store(self, pictograms: list[ArasaacPictogram]) -> ImageStore:
         source = "arasaac-" + hashlib.sha1(str(Path(self.hparams.root).resolve()).encode()).hexdigest()[:8]
         return ImageStore(self.hparams.store_dir, source, self.hparams.image_size).ensure([(p.key, p.path) for p in pictograms])
-
-    def prepare_data(self) -> None:
-        self._store(self._pairs()[0])
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:

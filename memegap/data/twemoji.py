@@ -136,9 +136,6 @@ class TwemojiDataModule(PairedDataModule):
         store = ImageStore(self.hparams.store_dir, "twemoji", self.hparams.image_size)
         return store.ensure([(p.path.stem, p.path) for p in pictograms])
 
-    def prepare_data(self) -> None:
-        self._store(list_pictograms())  # once per machine, before setup (Lightning runs it on local rank 0)
-
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
