@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/geometry.py
 	$(BIN)/python benchmarks/loop_overhead.py
 	$(BIN)/python benchmarks/training_device.py
+	$(BIN)/python benchmarks/training_device.py --model resnet18_cifar --batch-size 128 --image-size 32
 	$(BIN)/python benchmarks/download.py
 	$(BIN)/python benchmarks/packed_images.py
 

@@ -1,10 +1,14 @@
-"""Training throughput of the default experiment's dual encoder on each device this machine has: the
-CPU, and one CUDA GPU in fp32 and in bf16-mixed (as `trainer=gpu` and `trainer.precision=bf16-mixed`).
+"""Training throughput on each device this machine has: the CPU, and one CUDA GPU in fp32 and in
+bf16-mixed (as `trainer=gpu` and `trainer.precision=bf16-mixed`), of
+- `--model dual_encoder`: the default experiment's dual encoder on Twemoji (items = pairs);
+- `--model resnet18_cifar`: model=resnet_classifier (ResNet-18, SGD) on CIFAR-100-sized input,
+  random 32×32 images in 100 classes (items = images; the pixels do not change the cost).
 
 Lightning fits `--warmup + --steps` batches; the clock runs over the last `--steps` only (after cuDNN
 and allocator warm-up). Reports pairs/s, the ratio against the CPU in the same run, and the peak CUDA
 memory. Prints one JSON document.
-    python benchmarks/training_device.py [--steps 20] [--warmup 5] [--batch-size 90] [--image-size 64]
+    python benchmarks/training_device.py [--model dual_encoder] [--steps 20] [--warmup 5] [--batch-size 90] [--image-size 64]
+    python benchmarks/training_device.py --model resnet18_cifar --batch-size 128 --image-size 32
 """
 
 from __future__ import annotations
@@ -39,8 +43,33 @@ class StepClock(L.Callback):
         self.seconds = self._now(pl_module) - self.started
 
 
-def throughput(accelerator: str, precision: str, steps: int, warmup: int, batch_size: int, image_size: int) -> dict:
-    model, datamodule = make_model_and_data(warmup + steps, batch_size, image_size)
+def make_classifier_and_data(steps: int, batch_size: int, image_size: int):
+    """ResNet-18 with a 100-class layer (SGD, as model=resnet_classifier) and `steps` batches of random images."""
+    from functools import partial
+
+    from memegap.data.labelled import LabelledImages
+    from memegap.data.sampling import make_loader
+    from memegap.models.backbones import TorchvisionBackbone
+    from memegap.models.classifier import ImageClassifier
+
+    L.seed_everything(0, verbose=False)
+    model = ImageClassifier(TorchvisionBackbone("resnet18"), partial(torch.optim.SGD, lr=0.1, momentum=0.9), num_classes=100)
+    count = steps * batch_size
+    images = torch.randint(0, 256, (count, 3, image_size, image_size), dtype=torch.uint8)
+    dataset = LabelledImages([str(k) for k in range(count)], images, torch.arange(count) % 100)
+    return model, make_loader(dataset, batch_size, num_workers=0, shuffle=True, seed=0)
+
+
+def make_dual_encoder_and_data(steps: int, batch_size: int, image_size: int):
+    model, datamodule = make_model_and_data(steps, batch_size, image_size)
+    return model, datamodule.train_dataloader()
+
+
+MODELS = {"dual_encoder": make_dual_encoder_and_data, "resnet18_cifar": make_classifier_and_data}
+
+
+def throughput(model_name: str, accelerator: str, precision: str, steps: int, warmup: int, batch_size: int, image_size: int) -> dict:
+    model, loader = MODELS[model_name](warmup + steps, batch_size, image_size)
     clock = StepClock(start_after=warmup)
     trainer = L.Trainer(
         accelerator=accelerator, devices=1, precision=precision, max_steps=warmup + steps, limit_val_batches=0,
@@ -49,8 +78,8 @@ def throughput(accelerator: str, precision: str, steps: int, warmup: int, batch_
     )
     if accelerator == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    trainer.fit(model, train_dataloaders=datamodule.train_dataloader())
-    result = {"pairs_per_second": round(steps * batch_size / clock.seconds, 1), "seconds": round(clock.seconds, 3)}
+    trainer.fit(model, train_dataloaders=loader)
+    result = {"items_per_second": round(steps * batch_size / clock.seconds, 1), "seconds": round(clock.seconds, 3)}
     if accelerator == "cuda":
         result["peak_cuda_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return result
@@ -58,6 +87,7 @@ def throughput(accelerator: str, precision: str, steps: int, warmup: int, batch_
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=sorted(MODELS), default="dual_encoder")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=90)
@@ -67,10 +97,11 @@ def main() -> None:
     setups = {"cpu_fp32": ("cpu", "32-true")}
     if torch.cuda.is_available():
         setups |= {"cuda_fp32": ("cuda", "32-true"), "cuda_bf16_mixed": ("cuda", "bf16-mixed")}
-    results = {name: throughput(*setup, args.steps, args.warmup, args.batch_size, args.image_size) for name, setup in setups.items()}
+    results = {name: throughput(args.model, *setup, args.steps, args.warmup, args.batch_size, args.image_size) for name, setup in setups.items()}
     for name, result in results.items():
-        result["ratio_over_cpu"] = round(result["pairs_per_second"] / results["cpu_fp32"]["pairs_per_second"], 2)
+        result["ratio_over_cpu"] = round(result["items_per_second"] / results["cpu_fp32"]["items_per_second"], 2)
     print(json.dumps({
+        "model": args.model,
         "batch_size": args.batch_size,
         "image_size": args.image_size,
         "steps_timed": args.steps,

@@ -58,6 +58,44 @@ class ArasaacDataConfig(PairedDataConfig):
 
 
 @dataclass
+class Cifar100DataConfig:
+    _target_: str = "memegap.data.cifar100.Cifar100DataModule"
+    root: str = "data/cifar100"
+    label: str = "fine"
+    download: bool = True
+    val_fraction: float = 0.1
+    standardize: bool = True
+    augment: bool = True
+    random_crop: bool = False
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    num_workers: int = 0
+    max_per_split: Optional[int] = None
+    balance: str = "none"
+    seed: int = 0
+
+
+@dataclass
+class ImageSentimentDataConfig:
+    _target_: str = "memegap.data.image_sentiment.ImageSentimentDataModule"
+    table: str = "data/image_sentiment/image-sentiment-polarity.csv"
+    image_size: int = 224
+    min_confidence: float = 0.0
+    confidence_weight: bool = False
+    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.15, 0.05])
+    split_seed: int = 0
+    balance: str = "weights"
+    bad_rows: str = "error"
+    augment: bool = True
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    num_workers: int = 0
+    max_per_split: Optional[int] = None
+    seed: int = 0
+    store_dir: str = "data/store"
+
+
+@dataclass
 class EfficientNetLite0Config:
     _target_: str = "memegap.models.towers.EfficientNetLite0"
     pretrained: bool = True
@@ -115,9 +153,27 @@ class DualEncoderConfig:
     check_adapter_gradients: bool = True
 
 
+@dataclass
+class ImageClassifierConfig:
+    _target_: str = "memegap.models.classifier.ImageClassifier"
+    backbone: Any = None  # a node with _target_ (memegap.models.backbones), checked against that class
+    optimizer: Any = None  # a partial optimizer (_partial_: true), e.g. torch.optim.Adam
+    scheduler: Any = None  # a partial LR scheduler, or null
+    num_classes: Optional[int] = None
+    freeze: str = "none"
+    train_last_n: int = 1
+    dropout: float = 0.0
+    label_smoothing: float = 0.0
+
+
 SCHEMAS = {
-    "data": {"twemoji_schema": TwemojiDataConfig, "arasaac_schema": ArasaacDataConfig},
-    "model": {"dual_encoder_schema": DualEncoderConfig},
+    "data": {
+        "twemoji_schema": TwemojiDataConfig,
+        "arasaac_schema": ArasaacDataConfig,
+        "cifar100_schema": Cifar100DataConfig,
+        "image_sentiment_schema": ImageSentimentDataConfig,
+    },
+    "model": {"dual_encoder_schema": DualEncoderConfig, "image_classifier_schema": ImageClassifierConfig},
 }
 SCHEMA_OF_TARGET = {schema._target_: schema for schemas in SCHEMAS.values() for schema in schemas.values()}
 
@@ -153,6 +209,9 @@ def validate_config(cfg: DictConfig) -> None:
             OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.to_container(node, resolve=True))
         except OmegaConfBaseException as error:
             raise ConfigError(f"config group '{group}' ({schema.__name__}): {error}") from None
+        for name, child in node.items():  # nodes the schema leaves open (Any): checked against their class
+            if schema.__dataclass_fields__[name].type in (Any, "Any") and isinstance(child, DictConfig) and "_target_" in child:
+                validate_arguments(child, f"{group}.{name}")
 
 
 def validate_arguments(node: DictConfig | None, key: str, skip: tuple[str, ...] = ()) -> None:

@@ -64,6 +64,8 @@ def train(cfg: DictConfig) -> dict[str, dict[str, float]]:
 def main(cfg: DictConfig) -> float | None:
     with reported_as_one_line("memegap-train", verbose=bool(cfg.get("verbose"))):
         metrics = train(cfg)
+        if not cfg.get("train"):  # a test-only run has no validation metrics to optimise
+            return None
         flat = {name: value for stage in ("fit", "test") for name, value in metrics.get(stage, {}).items()}
         return metric_value(flat, cfg.get("optimized_metric"))
 

@@ -35,6 +35,31 @@ MINI_OVERRIDES = [
 ]
 
 
+# A CPU mini config for the classifier experiments (their data comes from classifier_data below).
+CLASSIFIER_MINI_OVERRIDES = ["data.max_per_split=16", "data.batch_size=8", "trainer.max_epochs=1", "extras.print_config=false"]
+
+
+def classifier_data(experiment: str, folder: Path, shared: Path | None) -> list[str]:
+    """Data overrides that let a classifier experiment run here: a small CIFAR-100 release in its
+    pickle format (random images), or an image-sentiment table whose image_path points at real COCO
+    images of ../shared/data (as `memegap-collect download` leaves it)."""
+    import numpy as np
+    import pandas as pd
+
+    from memegap.testing.cifar import write_cifar100
+
+    if experiment.startswith("cifar100"):
+        rng = np.random.default_rng(0)
+        parts = {part: (rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), [k % 3 for k in range(n)]) for part, n in (("train", 60), ("test", 12))}
+        write_cifar100(folder, parts)
+        return [f"data.root={folder}", "data.download=false"]
+    images = sorted((shared / "coco_mini" / "img").glob("*.jpg"))[:40]
+    table = pd.read_csv(shared / "image_sentiment" / "image-sentiment-polarity.csv", dtype=str, keep_default_na=False).head(len(images))
+    table["image_path"], table["download_status"] = [str(path) for path in images], "ok"
+    table.to_parquet(folder / "sentiment.parquet")
+    return [f"data.table={folder / 'sentiment.parquet'}", "data.image_size=32", "model.backbone.name=resnet18", "model.backbone.weights=none"]
+
+
 def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
     """Compose conf/<config_name> as the CLI would, with its run dir set to `output_dir`."""
     register_configs()

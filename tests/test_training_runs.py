@@ -241,13 +241,14 @@ def test_optuna_sweep_returns_the_optimized_metric(tmp_path):
 
 def test_ddp_sim_gathers_the_embeddings_of_both_processes(tmp_path):
     # 2 CPU processes, 16 test pairs: each rank embeds 8, the callbacks must see all 16 (240 cross pairs).
+    # Test only (train=false): ddp_spawn starts its processes once per stage, and the gather is the same in fit.
     args = [arg for arg in MINI_CLI if not arg.startswith("logger=")]
-    result = run_cli(["memegap.train", *args, "trainer=ddp_sim", "logger=tensorboard", "data.batch_size=4", "data.eval_batch_size=8", "run_id=ddp"], tmp_path)
+    result = run_cli(["memegap.train", *args, "trainer=ddp_sim", "logger=tensorboard", "data.batch_size=4", "data.eval_batch_size=8", "run_id=ddp", "train=false"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run_dir = tmp_path / "logs" / "twemoji_gap" / "runs" / "ddp"
-    counts = []  # ddp_spawn starts new processes for fit and for test: one TensorBoard version dir each
+    counts = []  # one TensorBoard version dir per ddp_spawn stage
     for event_dir in sorted({p.parent for p in (run_dir / "tensorboard").rglob("events.out.tfevents.*")}):
         events = EventAccumulator(str(event_dir), size_guidance={"histograms": 0}).Reload()
         if "test/geometry/cosine_inter_cross" in events.Tags()["histograms"]:

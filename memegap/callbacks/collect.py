@@ -2,7 +2,9 @@
 
 Contract: a LightningModule's validation_step and test_step return {"loss": ..., "embeddings":
 self.embed(batch)}, where embed returns a dict of N×d tensors ({"image", "text"} or {"anchor",
-"positive"}). The sanity check is ignored. Under DDP the embeddings of all ranks are gathered.
+"positive"}, or {"image"} alone for a classifier). A classifier also returns "labels" (N, int64) and
+"logits" (N×C), which are gathered beside the embeddings as `targets`. The sanity check is ignored.
+Under DDP the tensors of all ranks are gathered.
 """
 
 from __future__ import annotations
@@ -14,16 +16,22 @@ import lightning as L
 import torch
 from torch import Tensor
 
+# What a classifier's steps return beside the embeddings (see the module docstring).
+TARGET_KEYS = ("labels", "logits")
+
 
 class EmbeddingCollector(L.Callback, ABC):
     """Collects step embeddings per stage; subclasses implement `on_embeddings`."""
 
     def __init__(self) -> None:
-        self._batches: dict[str, list[Tensor]] = defaultdict(list)
+        self._reset()
 
     @abstractmethod
-    def on_embeddings(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, embeddings: dict[str, Tensor]) -> None:
-        """Handle the embeddings of a whole validation/test epoch: {modality: N×d}."""
+    def on_embeddings(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, embeddings: dict[str, Tensor], targets: dict[str, Tensor]
+    ) -> None:
+        """Handle the embeddings of a whole validation/test epoch: {modality: N×d}, and the targets
+        the steps returned beside them ({"labels": N, "logits": N×C}; empty for paired data)."""
 
     def _collect(self, trainer: L.Trainer, outputs) -> None:
         if trainer.sanity_checking:
@@ -34,21 +42,32 @@ class EmbeddingCollector(L.Callback, ABC):
             )
         for name, value in outputs["embeddings"].items():
             self._batches[name].append(value.detach().float().cpu())
+        for name in TARGET_KEYS:
+            if name in outputs:
+                self._targets[name].append(outputs[name].detach().cpu())
 
     def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if trainer.sanity_checking or not self._batches:
             return
         embeddings = {name: torch.cat(parts) for name, parts in self._batches.items()}
-        self._batches = defaultdict(list)
+        targets = {name: torch.cat(parts) for name, parts in self._targets.items()}
+        self._reset()
         if trainer.world_size > 1:
-            embeddings = {name: pl_module.all_gather(value.to(pl_module.device)).flatten(0, 1).cpu() for name, value in embeddings.items()}
-        self.on_embeddings(trainer, pl_module, stage, embeddings)
+            embeddings, targets = (
+                {name: pl_module.all_gather(value.to(pl_module.device)).flatten(0, 1).cpu() for name, value in tensors.items()}
+                for tensors in (embeddings, targets)
+            )
+        self.on_embeddings(trainer, pl_module, stage, embeddings, targets)
+
+    def _reset(self) -> None:
+        self._batches: dict[str, list[Tensor]] = defaultdict(list)
+        self._targets: dict[str, list[Tensor]] = defaultdict(list)
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self._batches = defaultdict(list)  # nothing left over from an interrupted stage
+        self._reset()  # nothing left over from an interrupted stage
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self._batches = defaultdict(list)
+        self._reset()
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._collect(trainer, outputs)

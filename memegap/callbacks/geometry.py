@@ -10,41 +10,68 @@ from torch import Tensor
 
 from memegap.callbacks.collect import EmbeddingCollector
 from memegap.callbacks.log_media import log_histogram, log_picture
-from memegap.metrics.geometry import cosine_histograms, geometry_summary
+from memegap.metrics.geometry import class_cosine_histograms, class_cosine_means, cosine_histograms, geometry_summary, uniformity
 from memegap.utils.io import atomic_path
 
 
 class EmbeddingGeometry(EmbeddingCollector):
-    """Logs `<stage>/geometry/{gap, alignment, uniformity_<modality>, uniformity}` each epoch, the four
-    cosine histograms `<stage>/geometry/cosine_{intra_<x>, intra_<y>, inter_paired, inter_cross}`, and
-    saves a PNG of them to `<run dir>/geometry/<stage>_epoch<NNN>.png` (also sent to W&B)."""
+    """Paired embeddings (two modalities): logs `<stage>/geometry/{gap, alignment, uniformity_<modality>,
+    uniformity}` each epoch and the four cosine histograms `<stage>/geometry/cosine_{intra_<x>, intra_<y>,
+    inter_paired, inter_cross}`.
+
+    One modality with class labels (a classifier's features): logs `<stage>/geometry/uniformity`, the
+    mean cosine of same-class and of other-class pairs (`cosine_same_class_mean`, `cosine_other_class_mean`)
+    and their two histograms `cosine_same_class`, `cosine_other_class`.
+
+    Either way it saves a PNG of the histograms to `<run dir>/geometry/<stage>_epoch<NNN>.png` (also sent to W&B)."""
 
     def __init__(self, bins: int = 50, uniformity_t: float = 2.0, save_png: bool = True) -> None:
         super().__init__()
         self.bins, self.uniformity_t, self.save_png = bins, uniformity_t, save_png
 
-    def on_embeddings(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, embeddings: dict[str, Tensor]) -> None:
-        (name_x, x), (name_y, y) = list(embeddings.items())[:2]
-        if len(x) < 2:
-            rank_zero_warn(f"{stage}: {len(x)} embedded pair(s); geometry needs at least 2, skipped")
+    def on_embeddings(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, embeddings: dict[str, Tensor], targets: dict[str, Tensor]) -> None:
+        if len(next(iter(embeddings.values()))) < 2:
+            rank_zero_warn(f"{stage}: fewer than 2 embeddings; geometry needs at least 2, skipped")
             return
-        scalars = geometry_summary(x, y, names=(name_x, name_y), t=self.uniformity_t)
+        if len(embeddings) >= 2:
+            scalars, panels, edges = self._paired(embeddings)
+        elif "labels" in targets:
+            scalars, panels, edges = self._labelled(embeddings, targets["labels"])
+        else:
+            rank_zero_warn(f"{stage}: one modality without labels; geometry needs two modalities or class labels, skipped")
+            return
         for key, value in scalars.items():
             pl_module.log(f"{stage}/geometry/{key}", value)
         if not trainer.is_global_zero:
             return
-        counts, edges = cosine_histograms(x, y, bins=self.bins)
-        labels = {"intra_x": f"intra_{name_x}", "intra_y": f"intra_{name_y}", "inter_paired": "inter_paired", "inter_cross": "inter_cross"}
-        for key, label in labels.items():
-            log_histogram(trainer, f"{stage}/geometry/cosine_{label}", counts[key], edges)
+        for counts in panels.values():
+            for label, values in counts.items():
+                log_histogram(trainer, f"{stage}/geometry/cosine_{label}", values, edges)
         if self.save_png:
             path = Path(trainer.default_root_dir) / "geometry" / f"{stage}_epoch{trainer.current_epoch:03d}.png"
-            plot_cosine_histograms({labels[k]: v for k, v in counts.items()}, edges, path, title=f"{stage}, epoch {trainer.current_epoch}, gap {scalars['gap']:.3f}")
+            headline = f"gap {scalars['gap']:.3f}" if "gap" in scalars else f"uniformity {scalars['uniformity']:.3f}"
+            plot_cosine_histograms(panels, edges, path, title=f"{stage}, epoch {trainer.current_epoch}, {headline}")
             log_picture(trainer, f"{stage}/geometry/cosine_histograms", path)
 
+    def _paired(self, embeddings: dict[str, Tensor]) -> tuple[dict[str, float], dict[str, dict[str, Tensor]], Tensor]:
+        (name_x, x), (name_y, y) = list(embeddings.items())[:2]
+        scalars = geometry_summary(x, y, names=(name_x, name_y), t=self.uniformity_t)
+        counts, edges = cosine_histograms(x, y, bins=self.bins)
+        panels = {
+            "intra-modality (i < j)": {f"intra_{name_x}": counts["intra_x"], f"intra_{name_y}": counts["intra_y"]},
+            "inter-modality": {"inter_paired": counts["inter_paired"], "inter_cross": counts["inter_cross"]},
+        }
+        return scalars, panels, edges
 
-def plot_cosine_histograms(counts: dict[str, Tensor], edges: Tensor, path: Path, title: str) -> None:
-    """Two panels (intra-modality, inter-modality) of cosine densities, written atomically to `path`."""
+    def _labelled(self, embeddings: dict[str, Tensor], labels: Tensor) -> tuple[dict[str, float], dict[str, dict[str, Tensor]], Tensor]:
+        (name, x), = embeddings.items()
+        counts, edges = class_cosine_histograms(x, labels, bins=self.bins)
+        means = {key: value for key, value in class_cosine_means(x, labels).items() if value == value}  # nan: no such pair
+        return {"uniformity": uniformity(x, self.uniformity_t), **means}, {f"{name} features, pairs i < j": counts}, edges
+
+
+def plot_cosine_histograms(panels: dict[str, dict[str, Tensor]], edges: Tensor, path: Path, title: str) -> None:
+    """One panel per entry of `panels` ({heading: {label: counts}}) of cosine densities, written atomically to `path`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,11 +79,10 @@ def plot_cosine_histograms(counts: dict[str, Tensor], edges: Tensor, path: Path,
 
     centres = ((edges[1:] + edges[:-1]) / 2).numpy()
     width = float(edges[1] - edges[0])
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
-    panels = ([k for k in counts if k.startswith("intra_")], ["inter_paired", "inter_cross"])
-    for axis, names, heading in zip(axes, panels, ("intra-modality (i < j)", "inter-modality")):
-        for name in names:
-            density = (counts[name].double() / max(1, int(counts[name].sum())) / width).numpy()
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), sharex=True, squeeze=False)
+    for axis, (heading, counts) in zip(axes[0], panels.items()):
+        for name, values in counts.items():
+            density = (values.double() / max(1, int(values.sum())) / width).numpy()
             axis.step(centres, density, where="mid", label=name)
         axis.set(title=heading, xlabel="cosine similarity", ylabel="density", xlim=(-1, 1))
         axis.legend()

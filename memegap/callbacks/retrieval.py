@@ -23,7 +23,7 @@ class CrossModalRetrieval(EmbeddingCollector):
         self.ks, self.pool_size, self.pool_repeats = tuple(ks), pool_size, pool_repeats
         self._warned: set[str] = set()
 
-    def on_embeddings(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, embeddings: dict[str, Tensor]) -> None:
+    def on_embeddings(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, embeddings: dict[str, Tensor], targets: dict[str, Tensor]) -> None:
         image, text = embeddings["image"], embeddings["text"]
         metrics = recall_at_k(image, text, self.ks)
         pool_size = min(self.pool_size, len(image))

@@ -54,9 +54,10 @@ def resolve_path(table: Path, stored: str) -> Path:
     return Path(stored) if Path(stored).is_absolute() else Path(table).resolve().parent / stored
 
 
-def read_user_columns(path: Path, columns: tuple[str, ...], hint: str = "") -> dict[str, list[Any]]:
-    """`columns` of a user's table (parquet, or CSV as text with empty cells as None), one list each.
-    Errors name the file and what is wrong (a missing column's error ends with `hint`); nothing is created."""
+def read_user_columns(path: Path, columns: tuple[str, ...], hint: str = "", optional: tuple[str, ...] = ()) -> dict[str, list[Any]]:
+    """`columns` of a user's table (parquet, or CSV as text with empty cells as None), one list each,
+    and those of the `optional` columns that it has. Errors name the file and what is wrong (a missing
+    column's error ends with `hint`); nothing is created."""
     path = Path(path)
     if path.suffix not in TABLE_SUFFIXES:
         raise UserError(f"{path}: a table must be .parquet or .csv")
@@ -74,7 +75,7 @@ def read_user_columns(path: Path, columns: tuple[str, ...], hint: str = "") -> d
     missing = [column for column in columns if column not in present]
     if missing:
         raise UserError(f"{path}: no column {', '.join(missing)} (it has: {', '.join(map(str, present))}){hint}")
-    return {column: values(column) for column in columns}
+    return {column: values(column) for column in (*columns, *(name for name in optional if name in present))}
 
 
 def line_ending(path: Path) -> str:

@@ -44,17 +44,45 @@ class EpochSeededSampler(Sampler[int]):
         return self.size
 
 
+class WeightedEpochSampler(Sampler[int]):
+    """len(weights) draws with replacement, item i with probability weights[i] / Σ weights, from
+    seed + epoch (a class-balanced sampler when weights are 1 / class count)."""
+
+    def __init__(self, weights: torch.Tensor, seed: int = 0) -> None:
+        self.weights, self.seed, self.epoch = weights.double(), seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.multinomial(self.weights, len(self.weights), replacement=True, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+
 def make_loader(
-    dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool, seed: int, groups: Sequence[str] | None = None
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    shuffle: bool,
+    seed: int,
+    groups: Sequence[str] | None = None,
+    sample_weights: torch.Tensor | None = None,
 ) -> DataLoader:
     """A DataLoader that never draws from the global RNG (its own generator, an epoch-seeded sampler).
 
-    groups: see EpochSeededSampler (only used when shuffling).
+    groups: see EpochSeededSampler; sample_weights: draw with replacement by these weights instead
+    (WeightedEpochSampler). Both only when shuffling.
     """
+    sampler = None
+    if shuffle:
+        sampler = WeightedEpochSampler(sample_weights, seed) if sample_weights is not None else EpochSeededSampler(dataset, seed, groups)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=EpochSeededSampler(dataset, seed, groups) if shuffle else None,
+        sampler=sampler,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         generator=torch.Generator().manual_seed(seed),

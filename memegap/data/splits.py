@@ -45,3 +45,26 @@ def evenly_spaced(items: list, limit: int | None) -> list:
     if limit is None or len(items) <= limit:
         return items
     return [items[index * len(items) // limit] for index in range(limit)]
+
+
+def stratified_split(labels: Sequence[int], fractions: tuple[float, ...] = (0.8, 0.1, 0.1), seed: int = 0) -> list[str]:
+    """The split of each item, stratified by label: within each class, a fixed shuffle (from `seed`)
+    cut at the cumulative fractions, rounded, so every split holds each class in the given proportion
+    (within one item). Fractions: train, val, test (a fraction may be 0)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    split_of_item = [""] * len(labels)
+    members: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        members.setdefault(label, []).append(index)
+    for label in sorted(members):
+        indices = members[label]
+        order = [indices[k] for k in torch.randperm(len(indices), generator=generator).tolist()]
+        cuts = [round(len(order) * sum(fractions[: k + 1])) for k in range(len(fractions))]
+        start = 0
+        for split, stop in zip(SPLITS, cuts):
+            for index in order[start:stop]:
+                split_of_item[index] = split
+            start = stop
+    return split_of_item

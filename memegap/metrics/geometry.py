@@ -128,6 +128,51 @@ def cosine_histograms(
     return counts, edges
 
 
+def class_cosine_histograms(x: Tensor, labels: Tensor, bins: int = 50, block_size: int = DEFAULT_BLOCK_SIZE) -> tuple[dict[str, Tensor], Tensor]:
+    """Histograms of cos(x̂ᵢ, x̂ⱼ) over unordered pairs i < j of one modality, split by class.
+
+    x: N×d embeddings, labels: N class ids. Returns (counts, edges) as cosine_histograms does, with
+    counts["same_class"] (pairs with labels[i] == labels[j]) and counts["other_class"] (the rest);
+    together they hold N(N−1)/2 values.
+    """
+    if labels.shape != (x.shape[0],):
+        raise ValueError(f"labels must hold one class per row of x: shapes {tuple(labels.shape)} and {tuple(x.shape)}")
+    x_hat = _normalise(x)
+    edges = torch.linspace(-1.0, 1.0, bins + 1, dtype=torch.float64)
+    counts = {name: torch.zeros(bins, dtype=torch.int64) for name in ("same_class", "other_class")}
+    blocks = _blocks(x_hat.shape[0], block_size)
+    for bi, rows in enumerate(blocks):
+        for cols in blocks[bi:]:
+            cosines = x_hat[rows] @ x_hat[cols].T
+            same = labels[rows].unsqueeze(1) == labels[cols].unsqueeze(0)
+            pairs = torch.ones_like(same)
+            if rows == cols:
+                pairs = torch.arange(rows.start, rows.stop).unsqueeze(1) < torch.arange(cols.start, cols.stop).unsqueeze(0)
+            index = ((cosines.double().clamp(-1.0, 1.0) + 1.0) * (bins / 2.0)).long().clamp_(0, bins - 1)
+            counts["same_class"] += torch.bincount(index[pairs & same], minlength=bins)
+            counts["other_class"] += torch.bincount(index[pairs & ~same], minlength=bins)
+    return counts, edges
+
+
+def class_cosine_means(x: Tensor, labels: Tensor) -> dict[str, float]:
+    """Mean cos(x̂ᵢ, x̂ⱼ) over pairs i < j of the same class and of different classes (nan when a kind has
+    no pair), exactly and in O(N·d): with s_c = Σ_{i∈c} x̂ᵢ and s = Σ x̂ᵢ,
+    Σ_{i<j, same class} cos = (Σ_c ‖s_c‖² − N) / 2 and Σ_{i<j} cos = (‖s‖² − N) / 2."""
+    x_hat = _normalise(x).double()
+    n = x_hat.shape[0]
+    class_sums = torch.zeros(int(labels.max()) + 1, x_hat.shape[1], dtype=torch.float64).index_add_(0, labels.long(), x_hat)
+    class_sizes = torch.bincount(labels.long()).double()
+    same_pairs = float((class_sizes * (class_sizes - 1) / 2).sum())
+    all_pairs = n * (n - 1) / 2
+    same_total = float((class_sums.pow(2).sum() - n) / 2)
+    all_total = float((x_hat.sum(0).pow(2).sum() - n) / 2)
+    other_pairs = all_pairs - same_pairs
+    return {
+        "cosine_same_class_mean": same_total / same_pairs if same_pairs else float("nan"),
+        "cosine_other_class_mean": (all_total - same_total) / other_pairs if other_pairs else float("nan"),
+    }
+
+
 def geometry_summary(x: Tensor, y: Tensor, names: tuple[str, str] = ("x", "y"), t: float = 2.0) -> dict[str, float]:
     """Scalar geometry of paired embeddings x, y (N×d) as a flat dict.
 

@@ -68,6 +68,11 @@ class EfficientNetLite0(nn.Module):
                     module.eval()
         return self
 
+    def stages(self) -> list[nn.Module]:
+        """Stem, the seven stages of blocks, head (what a classifier may train the last n of)."""
+        net = self.backbone
+        return [nn.ModuleList([net.conv_stem, net.bn1]), *net.blocks, nn.ModuleList([net.conv_head, net.bn2])]
+
     def forward(self, images: Tensor) -> Tensor:
         x = self.backbone.bn1(self.backbone.conv_stem((images - 0.5) / 0.5))
         pooled = []
