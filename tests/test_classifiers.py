@@ -277,3 +277,28 @@ def test_a_bad_sentiment_row_is_named_or_skipped_and_counted(tmp_path):
     assert [row.unit_id for row in table.rows] == ["1"] and table.bad_rows == 2 and table.rows[0].label == CLASSES.index("Positive")
     with pytest.raises(UserError, match=r"no image_path column; download the images first: memegap-collect download --table"):
         ImageSentimentDataModule(table=str(path), bad_rows="skip", store_dir=str(tmp_path / "store")).setup()
+
+
+def test_the_loss_weighs_samples_and_smooths_labels_as_asked():
+    """Σ wᵢ·CEᵢ / Σ wᵢ with the batch's weights; label smoothing ε moves ε of the target to the uniform."""
+    class PassThrough(torch.nn.Module):
+        output_dim = 3
+
+        def stages(self) -> list:
+            return []
+
+        def forward(self, images):
+            return images
+
+    model = ImageClassifier(PassThrough(), optimizer=torch.optim.SGD, num_classes=3)
+    model.head = torch.nn.Identity()  # the logits are the "images" themselves
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    batch = {"image": logits, "label": torch.tensor([0, 2]), "weight": torch.tensor([3.0, 1.0])}
+    ce = -torch.log_softmax(logits, dim=1)[[0, 1], [0, 2]]
+    with pytest.warns(UserWarning):  # self.log outside a Trainer
+        assert float(model._step(batch, "train")["loss"]) == pytest.approx(float((3 * ce[0] + ce[1]) / 4))
+    model.hparams.label_smoothing = 0.3
+    smoothed = 0.7 * ce + 0.3 * (-torch.log_softmax(logits, dim=1)).mean(1)
+    del batch["weight"]
+    with pytest.warns(UserWarning):
+        assert float(model._step(batch, "train")["loss"]) == pytest.approx(float(smoothed.mean()))
