@@ -96,11 +96,35 @@ class ImageSentimentDataConfig:
 
 
 @dataclass
+class MemesDataConfig:
+    _target_: str = "memegap.data.memes.MemesDataModule"
+    table: str = "data/memes/memes.parquet"
+    image_size: int = 128
+    min_likes: int = 0
+    split: str = "random"
+    split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
+    split_seed: int = 0
+    phash_distance: int = 6
+    bins: str = "quantile"
+    n_bins: int = 4
+    target: str = "log1p"
+    sampling: str = "triplet"
+    bad_rows: str = "error"
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    num_workers: int = 0
+    max_per_split: Optional[int] = None
+    seed: int = 0
+    store_dir: str = "data/store"
+
+
+@dataclass
 class EfficientNetLite0Config:
     _target_: str = "memegap.models.towers.EfficientNetLite0"
     pretrained: bool = True
     freeze_batchnorm: bool = True
     pool_stages: bool = False
+    keep_head: bool = False
 
 
 @dataclass
@@ -166,14 +190,34 @@ class ImageClassifierConfig:
     label_smoothing: float = 0.0
 
 
+@dataclass
+class SiameseTripletConfig:
+    _target_: str = "memegap.models.siamese_triplet.SiameseTriplet"
+    backbone: Any = None  # a node with _target_ and keep_head: true, checked against that class
+    optimizer: Any = None
+    trains: str = "fc"
+    train_last_n: int = 1
+    embedding: str = "head"
+    distance: str = "euclidean"
+    margin: Optional[float] = None
+    mining: str = "offline"
+    cache_features: bool = True
+    collapse_tolerance: float = 0.02
+
+
 SCHEMAS = {
     "data": {
         "twemoji_schema": TwemojiDataConfig,
         "arasaac_schema": ArasaacDataConfig,
         "cifar100_schema": Cifar100DataConfig,
         "image_sentiment_schema": ImageSentimentDataConfig,
+        "memes_schema": MemesDataConfig,
     },
-    "model": {"dual_encoder_schema": DualEncoderConfig, "image_classifier_schema": ImageClassifierConfig},
+    "model": {
+        "dual_encoder_schema": DualEncoderConfig,
+        "image_classifier_schema": ImageClassifierConfig,
+        "siamese_triplet_schema": SiameseTripletConfig,
+    },
 }
 SCHEMA_OF_TARGET = {schema._target_: schema for schemas in SCHEMAS.values() for schema in schemas.values()}
 

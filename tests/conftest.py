@@ -35,14 +35,14 @@ MINI_OVERRIDES = [
 ]
 
 
-# A CPU mini config for the classifier experiments (their data comes from classifier_data below).
-CLASSIFIER_MINI_OVERRIDES = ["data.max_per_split=16", "data.batch_size=8", "trainer.max_epochs=1", "extras.print_config=false"]
+# A CPU mini config for the classifier and memes experiments (their data comes from experiment_data below).
+SINGLE_MODALITY_MINI_OVERRIDES = ["data.max_per_split=16", "data.batch_size=8", "trainer.max_epochs=1", "extras.print_config=false"]
 
 
-def classifier_data(experiment: str, folder: Path, shared: Path | None) -> list[str]:
-    """Data overrides that let a classifier experiment run here: a small CIFAR-100 release in its
-    pickle format (random images), or an image-sentiment table whose image_path points at real COCO
-    images of ../shared/data (as `memegap-collect download` leaves it)."""
+def experiment_data(experiment: str, folder: Path, shared: Path | None) -> list[str]:
+    """Data overrides that let a classifier or memes experiment run here: a small CIFAR-100 release in
+    its pickle format (random images); an image-sentiment table whose image_path points at real COCO
+    images of ../shared/data (as `memegap-collect download` leaves it); the real Reddit memes."""
     import numpy as np
     import pandas as pd
 
@@ -53,6 +53,9 @@ def classifier_data(experiment: str, folder: Path, shared: Path | None) -> list[
         parts = {part: (rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), [k % 3 for k in range(n)]) for part, n in (("train", 60), ("test", 12))}
         write_cifar100(folder, parts)
         return [f"data.root={folder}", "data.download=false"]
+    if experiment.startswith("memes"):
+        return [f"data.table={shared / 'memes_reddit' / 'memes.csv'}", "data.image_size=32", "callbacks.popularity_report.baselines=false",
+                "callbacks.popularity_report.pictures=false"]
     images = sorted((shared / "coco_mini" / "img").glob("*.jpg"))[:40]
     table = pd.read_csv(shared / "image_sentiment" / "image-sentiment-polarity.csv", dtype=str, keep_default_na=False).head(len(images))
     table["image_path"], table["download_status"] = [str(path) for path in images], "ok"

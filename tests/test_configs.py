@@ -13,7 +13,7 @@ from hydra.errors import ConfigCompositionException
 
 from memegap.config import CONFIG_DIR, ConfigError, validate_config
 from memegap.train import train
-from tests.conftest import CLASSIFIER_MINI_OVERRIDES, MINI_OVERRIDES, classifier_data, compose_config
+from tests.conftest import MINI_OVERRIDES, SINGLE_MODALITY_MINI_OVERRIDES, compose_config, experiment_data
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 
@@ -24,17 +24,17 @@ def group_options(group: str) -> list[str]:
 
 # what each experiment needs beyond the mini overrides: its data on this machine
 EXPERIMENT_DATA = {"arasaac_gap": ["data.root={shared}/pictograms_jocomunico"]}
-CLASSIFIER_EXPERIMENTS = ("cifar100_cnn", "cifar100_resnet", "image_sentiment")
-NEEDS_SHARED_DATA = ("image_sentiment",)
+SINGLE_MODALITY_EXPERIMENTS = ("cifar100_cnn", "cifar100_resnet", "image_sentiment", "memes_triplet")
+NEEDS_SHARED_DATA = ("image_sentiment", "memes_triplet")
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_runs_fast_dev_run(experiment, compose_train, request, tmp_path):
     fast = ["+trainer.fast_dev_run=true", "logger=none", "test_before_fit=false"]
-    if experiment in CLASSIFIER_EXPERIMENTS:
+    if experiment in SINGLE_MODALITY_EXPERIMENTS:
         shared = request.getfixturevalue("shared_data") if experiment in NEEDS_SHARED_DATA else None
-        data = classifier_data(experiment, tmp_path, shared)
-        cfg = compose_config("train.yaml", [f"experiment={experiment}", *CLASSIFIER_MINI_OVERRIDES, *data, *fast], tmp_path / "run")
+        data = experiment_data(experiment, tmp_path, shared)
+        cfg = compose_config("train.yaml", [f"experiment={experiment}", *SINGLE_MODALITY_MINI_OVERRIDES, *data, *fast], tmp_path / "run")
     else:
         data = [override.format(shared=request.getfixturevalue("shared_data")) for override in EXPERIMENT_DATA.get(experiment, [])]
         cfg = compose_train(f"experiment={experiment}", *data, *fast)
@@ -48,7 +48,7 @@ def test_experiment_runs_fast_dev_run(experiment, compose_train, request, tmp_pa
 )
 def test_every_option_of_a_group_composes_and_passes_validation(group, tmp_path):
     for option in group_options(group):
-        experiment = "cifar100_cnn" if (group, option) == ("callbacks", "classification") else "twemoji_gap"  # its metrics
+        experiment = {"classification": "cifar100_cnn", "popularity": "memes_triplet"}.get(option, "twemoji_gap") if group == "callbacks" else "twemoji_gap"
         cfg = compose_config("train.yaml", [f"experiment={experiment}", f"{group}={option}"], tmp_path)
         assert cfg.data.batch_size > 0
         validate_config(cfg)  # our own configs name real arguments, of the right types

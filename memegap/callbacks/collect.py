@@ -3,8 +3,8 @@
 Contract: a LightningModule's validation_step and test_step return {"loss": ..., "embeddings":
 self.embed(batch)}, where embed returns a dict of N×d tensors ({"image", "text"} or {"anchor",
 "positive"}, or {"image"} alone for a classifier). A classifier also returns "labels" (N, int64) and
-"logits" (N×C), which are gathered beside the embeddings as `targets`. The sanity check is ignored.
-Under DDP the tensors of all ranks are gathered.
+"logits" (N×C), a likes model "labels" (like bins) and "likes" (N); they are gathered beside the
+embeddings as `targets`. The sanity check is ignored. Under DDP the tensors of all ranks are gathered.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 # What a classifier's steps return beside the embeddings (see the module docstring).
-TARGET_KEYS = ("labels", "logits")
+TARGET_KEYS = ("labels", "logits", "likes")
 
 
 class EmbeddingCollector(L.Callback, ABC):

@@ -23,7 +23,6 @@ positive), "id": list[str] (the `_unit_id`), "weight": N (training only, when we
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ import torch
 from torchvision.transforms import v2
 
 from memegap.collect.tables import read_user_columns, resolve_path
-from memegap.data.image_store import ImageStore
+from memegap.data.image_store import ImageStore, table_store_name
 from memegap.data.labelled import LabelledImageDataModule, LabelledImages
 from memegap.data.splits import SPLITS, evenly_spaced, stratified_split
 from memegap.errors import UserError
@@ -153,7 +152,7 @@ class ImageSentimentDataModule(LabelledImageDataModule):
         self.counts = Counter(rows=len(rows) + bad, bad_rows=bad)
         downloaded = [row for row in rows if row.image is not None and row.download_status in (None, "ok")]
         self.counts["not_downloaded"] = len(rows) - len(downloaded)
-        store = ImageStore(self.hparams.store_dir, f"image_sentiment-{store_name(table)}", self.hparams.image_size)
+        store = ImageStore(self.hparams.store_dir, table_store_name("image_sentiment", table), self.hparams.image_size)
         store.ensure([(row.unit_id, row.image) for row in downloaded])
         readable = {record["key"] for record in store.rows() if record["status"] == "ok"}
         self.counts["unreadable"] = len(downloaded) - len(readable)
@@ -174,9 +173,3 @@ class ImageSentimentDataModule(LabelledImageDataModule):
             self.counts["rows"], table, ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in left_out.items()) or "none",
             ", ".join(f"{split} {len(self.datasets[split])}" for split in SPLITS),
         )
-
-
-def store_name(table: Path) -> str:
-    """A store folder name for this table: its file name and a short hash of its full path, so two
-    tables of the same name never share a store."""
-    return f"{table.stem}-{hashlib.sha1(str(table.resolve()).encode()).hexdigest()[:8]}"

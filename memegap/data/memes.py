@@ -1,0 +1,367 @@
+"""Memes with their likes (the memes thesis, 000): one table schema for every source, like bins and
+targets, three kinds of split, and triplet or plain batches.
+
+Table schema (parquet or CSV): `id, created_at, likes, text, image_path`, optional `author`,
+`template_url`, `download_status`. Two layouts are read:
+- memegap's own (`memegap-collect twitter` then `download`): those columns (`account` as author);
+- the Reddit memes of ../shared/data/memes_reddit (`id, created_utc, author, ups, title, file`):
+  `ups` → likes, `created_utc` (Unix seconds) → created_at, `title` → text, `file` → image_path.
+A missing column, a negative or non-numeric like count or a duplicate id is an error naming the file,
+the data row (1 = first) and the column; with `bad_rows=skip` such rows are counted and skipped.
+Images go through the packed image store; a meme whose image is missing or unreadable is counted and
+left out.
+
+Batches: plain items {"image": float N×3×S×S in [0, 1], "text": list[str], "likes": float N,
+"target": float N (likes or log1p(likes)), "label": int64 N (the like bin), "id": list[str]}; triplet
+batches (training with `sampling=triplet`) add "positive_image", "negative_image", "positive_id",
+"negative_id".
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from memegap.collect.tables import read_user_columns, resolve_path
+from memegap.data.image_store import ImageStore, table_store_name
+from memegap.data.sampling import make_loader
+from memegap.data.splits import SPLITS, evenly_spaced, hash_position, split_groups
+from memegap.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MEMEGAP_COLUMNS = ("id", "created_at", "likes", "text", "image_path")
+REDDIT_COLUMNS = ("id", "created_utc", "ups", "title", "file")
+OPTIONAL_COLUMNS = ("author", "account", "template_url", "download_status")
+# The thesis's like bins: [750, 1000], [1001, 1500], [1501, 2000], 2001+ (upper edges, inclusive).
+THESIS_BIN_EDGES = (1000.0, 1500.0, 2000.0)
+SPLIT_KINDS = ("random", "chronological", "group")
+BIN_KINDS = ("thesis", "quantile")
+TARGETS = ("raw", "log1p")
+SAMPLING = ("triplet", "items")
+
+
+@dataclass(frozen=True)
+class Meme:
+    id: str
+    created_at: float  # Unix seconds, UTC
+    likes: int
+    text: str
+    image: Path | None
+    author: str | None = None
+    template_url: str | None = None
+    download_status: str | None = None
+
+
+@dataclass(frozen=True)
+class MemesTable:
+    memes: list[Meme]
+    bad_rows: int  # skipped (always 0 with bad_rows="error")
+
+
+def read_memes_table(path: str | Path, bad_rows: str = "error") -> MemesTable:
+    """The memes of a table in either layout (see the module docstring)."""
+    path = Path(path)
+    try:
+        columns = read_user_columns(path, REDDIT_COLUMNS, optional=OPTIONAL_COLUMNS)
+        layout = {"created_at": "created_utc", "likes": "ups", "text": "title", "image_path": "file"}
+    except UserError as error:
+        if "no column" not in str(error):
+            raise
+        columns = read_user_columns(path, MEMEGAP_COLUMNS, optional=OPTIONAL_COLUMNS, hint=" (a memes table needs id, created_at, likes, text, image_path; or the Reddit layout id, created_utc, ups, title, file)")
+        layout = {name: name for name in MEMEGAP_COLUMNS}
+    memes, skipped, row_of_id = [], 0, {}
+    for index in range(len(columns["id"])):
+        cell = {name: values[index] for name, values in columns.items()}
+        try:
+            meme = parse_meme(cell, layout, path)
+            if meme.id in row_of_id:
+                raise ValueError("id", f"{meme.id!r} repeats data row {row_of_id[meme.id] + 1}")
+        except ValueError as error:
+            column, reason = error.args
+            if bad_rows == "skip":
+                skipped += 1
+                continue
+            raise UserError(f"{path}: data row {index + 1}, column {column}: {reason}; fix the row or set data.bad_rows=skip") from None
+        row_of_id[meme.id] = index
+        memes.append(meme)
+    return MemesTable(memes, skipped)
+
+
+def parse_meme(cell: dict, layout: dict[str, str], table: Path) -> Meme:
+    """One row as a Meme, or ValueError(column, reason)."""
+    if cell["id"] in (None, ""):
+        raise ValueError("id", "empty")
+    likes_column = layout["likes"]
+    try:
+        likes = float(cell[likes_column])
+    except (TypeError, ValueError):
+        raise ValueError(likes_column, f"{cell[likes_column]!r} is not a number") from None
+    if not math.isfinite(likes) or likes < 0 or likes != int(likes):
+        raise ValueError(likes_column, f"{cell[likes_column]!r} is not a count of likes (a whole number ≥ 0)")
+    created_column = layout["created_at"]
+    try:
+        raw = cell[created_column]
+        numeric = isinstance(raw, (int, float)) or (isinstance(raw, str) and raw.replace(".", "", 1).isdigit())
+        stamp = pd.Timestamp(float(raw), unit="s", tz="UTC") if numeric else pd.Timestamp(raw)
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+        created_at = stamp.timestamp()
+    except (TypeError, ValueError):
+        raise ValueError(created_column, f"{cell[created_column]!r} is not a time") from None
+    stored = cell[layout["image_path"]]
+    return Meme(
+        id=str(cell["id"]),
+        created_at=created_at,
+        likes=int(likes),
+        text=str(cell[layout["text"]] or ""),
+        image=resolve_path(table, stored) if stored else None,
+        author=cell.get("author") or cell.get("account"),
+        template_url=cell.get("template_url") or None,
+        download_status=cell.get("download_status"),
+    )
+
+
+def like_bin_edges(kind: str, train_likes: np.ndarray, n_bins: int) -> np.ndarray:
+    """Upper edges of every bin but the last: the thesis's fixed edges, or quantiles of the training likes."""
+    if kind == "thesis":
+        return np.array(THESIS_BIN_EDGES)
+    return np.quantile(train_likes, np.arange(1, n_bins) / n_bins)
+
+
+def like_bins(likes: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The bin of each like count: the number of upper edges below it (edges are inclusive)."""
+    return np.searchsorted(edges, likes, side="left")
+
+
+def to_target(likes, target: str):
+    """Likes (a numpy array or a tensor) on the scale the models predict: as they are (raw) or log1p."""
+    if target != "log1p":
+        return likes
+    return np.log1p(likes) if isinstance(likes, np.ndarray) else likes.log1p()
+
+
+def from_target(values, target: str):
+    """Back from the target scale to likes."""
+    if target != "log1p":
+        return values
+    return np.expm1(values) if isinstance(values, np.ndarray) else values.expm1()
+
+
+def perceptual_groups(images: Tensor, max_distance: int) -> list[str]:
+    """Groups of near-identical pictures: images (N×3×S×S uint8) whose 64-bit perceptual hashes
+    (imagehash.phash) differ in at most `max_distance` bits are linked, and the links' connected
+    components are the groups (faiss's binary range search finds the links)."""
+    import faiss
+    import imagehash
+    from PIL import Image
+
+    hashes = np.stack([np.packbits(imagehash.phash(Image.fromarray(image.permute(1, 2, 0).numpy())).hash.flatten()) for image in images])
+    index = faiss.IndexBinaryFlat(64)
+    index.add(hashes)
+    limits, _, neighbours = index.range_search(hashes, max_distance + 1)  # distance < radius
+    parent = list(range(len(images)))
+
+    def root(item: int) -> int:
+        while parent[item] != item:
+            parent[item] = parent[parent[item]]
+            item = parent[item]
+        return item
+
+    for query in range(len(images)):
+        for other in neighbours[limits[query] : limits[query + 1]]:
+            parent[root(int(other))] = root(query)
+    return [f"phash-{root(item)}" for item in range(len(images))]
+
+
+def split_memes(memes: list[Meme], kind: str, fractions: tuple[float, float, float], seed: int, groups: list[str] | None = None) -> list[str]:
+    """The split of each meme: random (a seeded shuffle), chronological (oldest first) or group
+    (every meme of a group in one split)."""
+    n = len(memes)
+    if kind == "group":
+        return split_groups(groups, fractions)
+    if kind == "random":
+        order = sorted(range(n), key=lambda k: hash_position(f"{seed}:{memes[k].id}"))
+    else:
+        order = sorted(range(n), key=lambda k: (memes[k].created_at, memes[k].id))
+    cuts = [round(n * sum(fractions[: k + 1])) for k in range(3)]
+    split_of = [""] * n
+    start = 0
+    for split, stop in zip(SPLITS, cuts):
+        for k in order[start:stop]:
+            split_of[k] = split
+        start = stop
+    return split_of
+
+
+class MemeItems(Dataset):
+    """Memes of one split in memory: images uint8 N×3×S×S, likes, target, bins, texts, ids.
+    An index is a row, or a (anchor, positive, negative) triple of rows."""
+
+    def __init__(self, ids: list[str], images: Tensor, likes: np.ndarray, target: str, bins: np.ndarray, texts: list[str]) -> None:
+        self.ids, self.images, self.texts = ids, images, texts
+        self.likes = torch.as_tensor(likes, dtype=torch.float64)
+        self.targets = to_target(self.likes, target).float()
+        self.bins = torch.as_tensor(bins, dtype=torch.int64)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def item(self, k: int) -> dict:
+        return {"image": self.images[k].float() / 255.0, "text": self.texts[k], "likes": float(self.likes[k]),
+                "target": float(self.targets[k]), "label": int(self.bins[k]), "id": self.ids[k]}
+
+    def __getitem__(self, index: int | tuple[int, int, int]) -> dict:
+        if isinstance(index, tuple):
+            anchor, positive, negative = index
+            return self.item(anchor) | {
+                "positive_image": self.images[positive].float() / 255.0, "positive_id": self.ids[positive],
+                "negative_image": self.images[negative].float() / 255.0, "negative_id": self.ids[negative],
+            }
+        return self.item(index)
+
+
+class TripletSampler(Sampler[tuple[int, int, int]]):
+    """Every training meme once per epoch as an anchor, in a random order, with a positive and a
+    negative drawn from seed + epoch (the thesis gives no rule; ours): the positive is another meme of
+    the anchor's like bin; the negative a meme of a bin at least two bins away, or of the farthest bin
+    when none is two away. A bin with one meme gives its anchor itself as positive."""
+
+    def __init__(self, bins: Tensor, seed: int = 0) -> None:
+        self.bins, self.seed, self.epoch = bins, seed, 0
+        self.members = {int(b): (bins == b).nonzero().flatten() for b in bins.unique()}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def negative_bins(self, anchor_bin: int) -> list[int]:
+        far = [b for b in self.members if abs(b - anchor_bin) >= 2]
+        return far or [max(self.members, key=lambda b: abs(b - anchor_bin))]
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        for anchor in torch.randperm(len(self.bins), generator=generator).tolist():
+            anchor_bin = int(self.bins[anchor])
+            same = self.members[anchor_bin]
+            others = same[same != anchor]
+            positive = int(others[torch.randint(len(others), (1,), generator=generator)]) if len(others) else anchor
+            candidates = torch.cat([self.members[b] for b in self.negative_bins(anchor_bin)])
+            negative = int(candidates[torch.randint(len(candidates), (1,), generator=generator)])
+            yield anchor, positive, negative
+
+    def __len__(self) -> int:
+        return len(self.bins)
+
+
+class MemesDataModule(L.LightningDataModule):
+    """Memes with likes from `table`; see the module docstring.
+
+    min_likes: keep memes with at least this many likes (the thesis: 750; 0 keeps all).
+    split: random | chronological (oldest first) | group (templates: the table's template_url where
+        given, else clusters of perceptual hashes within `phash_distance` bits).
+    split_fractions: train / val / test (ours: 0.7 / 0.1 / 0.2, the thesis's 20 % test and a
+        validation split it did not have); split_seed: the random split's fixed shuffle.
+    bins: thesis ([750, 1000], [1001, 1500], [1501, 2000], 2001+) | quantile (`n_bins` bins of equal
+        counts on the training split; for sources on another scale, such as Reddit).
+    target: raw likes (the thesis) or log1p (the field's standard), used by every model and metric.
+    sampling: triplet (training batches of anchor / positive / negative) or items.
+    """
+
+    def __init__(
+        self,
+        table: str = "data/memes/memes.parquet",
+        image_size: int = 128,
+        min_likes: int = 0,
+        split: str = "random",
+        split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+        split_seed: int = 0,
+        phash_distance: int = 6,
+        bins: str = "quantile",
+        n_bins: int = 4,
+        target: str = "log1p",
+        sampling: str = "triplet",
+        bad_rows: str = "error",
+        batch_size: int = 32,
+        eval_batch_size: int = 128,
+        num_workers: int = 0,
+        max_per_split: int | None = None,
+        seed: int = 0,
+        store_dir: str = "data/store",
+    ) -> None:
+        super().__init__()
+        for name, value, allowed in (("split", split, SPLIT_KINDS), ("bins", bins, BIN_KINDS), ("target", target, TARGETS),
+                                     ("sampling", sampling, SAMPLING), ("bad_rows", bad_rows, ("error", "skip"))):
+            if value not in allowed:
+                raise UserError(f"data.{name} must be one of {list(allowed)}, got {value!r}")
+        if abs(sum(split_fractions) - 1.0) > 1e-6:
+            raise UserError(f"data.split_fractions must sum to 1, got {list(split_fractions)}")
+        self.save_hyperparameters()
+        self.datasets: dict[str, MemeItems] = {}
+        self.bin_edges = np.array([])
+        self.counts: Counter = Counter()
+
+    @property
+    def num_bins(self) -> int:
+        return len(self.bin_edges) + 1
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        table = Path(self.hparams.table)
+        read = read_memes_table(table, self.hparams.bad_rows)
+        self.counts = Counter(rows=len(read.memes) + read.bad_rows, bad_rows=read.bad_rows)
+        memes = [m for m in read.memes if m.likes >= self.hparams.min_likes]
+        self.counts["below_min_likes"] = len(read.memes) - len(memes)
+        downloaded = [m for m in memes if m.image is not None and m.download_status in (None, "ok")]
+        self.counts["no_image"] = len(memes) - len(downloaded)
+        store = ImageStore(self.hparams.store_dir, table_store_name("memes", table), self.hparams.image_size)
+        store.ensure([(m.id, m.image) for m in downloaded])
+        readable = {row["key"] for row in store.rows() if row["status"] == "ok"}
+        memes = [m for m in downloaded if m.id in readable]
+        self.counts["unreadable"] = len(downloaded) - len(memes)
+        if len(memes) < 10:
+            raise UserError(f"{table}: only {len(memes)} memes with a readable image are left ({dict(self.counts)}); need at least 10")
+        images = store.load([m.id for m in memes])
+        groups = None
+        if self.hparams.split == "group":
+            templates = [m.template_url for m in memes]
+            hashed = perceptual_groups(images, self.hparams.phash_distance) if not all(templates) else templates
+            groups = [template or phash for template, phash in zip(templates, hashed)]
+        split_of = split_memes(memes, self.hparams.split, tuple(self.hparams.split_fractions), self.hparams.split_seed, groups)
+        rows = {split: evenly_spaced([k for k, name in enumerate(split_of) if name == split], self.hparams.max_per_split) for split in SPLITS}
+        likes = np.array([m.likes for m in memes], dtype=np.float64)
+        self.bin_edges = like_bin_edges(self.hparams.bins, likes[rows["train"]], self.hparams.n_bins)
+        bins = like_bins(likes, self.bin_edges)
+        for split, chosen in rows.items():
+            index = torch.tensor(chosen, dtype=torch.int64)
+            self.datasets[split] = MemeItems([memes[k].id for k in chosen], images[index], likes[chosen], self.hparams.target, bins[chosen], [memes[k].text for k in chosen])
+        left_out = {reason: count for reason, count in self.counts.items() if reason != "rows" and count}
+        log.info("memes: %d rows in %s; left out: %s; %s", self.counts["rows"], table,
+                 ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in left_out.items()) or "none",
+                 ", ".join(f"{split} {len(self.datasets[split])}" for split in SPLITS))
+
+    def plain_loader(self, split: str) -> DataLoader:
+        """The split's memes in table order, as plain items (for embedding a whole split)."""
+        return make_loader(self.datasets[split], self.hparams.eval_batch_size, self.hparams.num_workers, False, self.hparams.seed)
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.datasets["train"]
+        if self.hparams.sampling == "items":
+            return make_loader(dataset, self.hparams.batch_size, self.hparams.num_workers, True, self.hparams.seed)
+        return DataLoader(dataset, batch_size=self.hparams.batch_size, sampler=TripletSampler(dataset.bins, self.hparams.seed),
+                          num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.plain_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.plain_loader("test")

@@ -1,0 +1,1 @@
+"""Nearest-neighbour search (faiss, with an exact torch fallback)."""

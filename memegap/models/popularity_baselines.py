@@ -1,0 +1,66 @@
+"""Baselines every likes prediction is compared with, on the same split: the training mean and median,
+kNN on random features, kNN on frozen ImageNet features (EfficientNet-Lite0, packaged, offline), and a
+ridge regression on frozen image features and on image + post-text features (MiniLM, packaged).
+
+All predict on the target scale (raw likes or log1p) from the training memes only, and return likes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from memegap.data.memes import from_target
+from memegap.index.knn import KnnIndex, knn_predict
+
+
+@torch.no_grad()
+def image_features(images: Tensor, batch_size: int = 64) -> np.ndarray:
+    """EfficientNet-Lite0's 1280 ImageNet features of uint8 images N×3×S×S (no training)."""
+    from memegap.models.towers import EfficientNetLite0
+
+    tower = EfficientNetLite0().eval()
+    return torch.cat([tower(images[k : k + batch_size].float() / 255.0) for k in range(0, len(images), batch_size)]).numpy()
+
+
+@torch.no_grad()
+def text_features(texts: list[str], batch_size: int = 128) -> np.ndarray:
+    """MiniLM-L6's 384-d mean-pooled sentence embeddings of the texts."""
+    from memegap.models.towers import MiniLMText
+
+    tower = MiniLMText(max_length=64).eval()
+    return torch.cat([tower(texts[k : k + batch_size]) for k in range(0, len(texts), batch_size)]).numpy()
+
+
+def ridge_predict(train_x: np.ndarray, train_target: np.ndarray, test_x: np.ndarray) -> np.ndarray:
+    """Standardised features, ridge regression with its strength chosen by leave-one-out on the
+    training memes (scikit-learn RidgeCV over 10⁻²…10⁴); the predicted targets of the test memes."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
+    return model.fit(train_x, train_target).predict(test_x)
+
+
+def baseline_predictions(train: dict, test: dict, target: str, k: int = 10, seed: int = 0) -> dict[str, np.ndarray]:
+    """Predicted likes of the test memes by each baseline.
+
+    train / test: {"images": uint8 N×3×S×S, "texts": list[str], "target": N (target scale)}.
+    """
+    train_target, n_test = np.asarray(train["target"], dtype=np.float64), len(test["target"])
+    image_train, image_test = image_features(train["images"]), image_features(test["images"])
+    text_train, text_test = text_features(train["texts"]), text_features(test["texts"])
+    generator = torch.Generator().manual_seed(seed)
+    random_train, random_test = (torch.randn(n, 128, generator=generator) for n in (len(train_target), n_test))
+    targets = torch.from_numpy(train_target)
+    on_target_scale = {
+        "training mean": np.full(n_test, train_target.mean()),
+        "training median": np.full(n_test, np.median(train_target)),
+        "kNN, random features": knn_predict(KnnIndex(random_train), targets, random_test, k).numpy(),
+        "kNN, ImageNet features (untrained)": knn_predict(KnnIndex(image_train), targets, image_test, k).numpy(),
+        "ridge, image features": ridge_predict(image_train, train_target, image_test),
+        "ridge, image + post-text features": ridge_predict(np.hstack([image_train, text_train]), train_target, np.hstack([image_test, text_test])),
+    }
+    return {name: from_target(values, target) for name, values in on_target_scale.items()}

@@ -1,0 +1,169 @@
+"""SiameseTriplet: the memes thesis's triplet network (000, ch. 3–4). One backbone embeds an anchor,
+a positive (similar likes) and a negative (far likes); pytorch-metric-learning's TripletMarginLoss
+pulls the anchor to the positive and pushes it from the negative. A meme's likes are then predicted
+from its nearest training memes in the embedding (memegap.index.knn, the PopularityReport callback).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from pytorch_metric_learning import distances, losses, miners, reducers
+from torch import Tensor, nn
+
+from memegap.errors import UserError
+from memegap.models.backbones import eval_frozen_batchnorm, freeze_stages
+
+TRAINS = ("fc", "all", "last_n")
+EMBEDDINGS = ("head", "penultimate")
+DISTANCES = ("euclidean", "cosine")
+MINING = ("offline", "batch_hard", "semihard")
+DEFAULT_MARGIN = {"euclidean": 1.0, "cosine": math.sqrt(3) / 2}  # the thesis: 1, and cos 30°
+
+
+def triplet_loss(distance: str, margin: float) -> losses.TripletMarginLoss:
+    """max(0, d(a, p) − d(a, n) + margin) averaged over every triplet (MeanReducer, zeros included).
+    euclidean: the plain L2 distance of the raw embeddings (as the thesis); cosine: similarities of
+    the normalised embeddings, i.e. the distance 1 − cos."""
+    measure = distances.LpDistance(normalize_embeddings=False) if distance == "euclidean" else distances.CosineSimilarity()
+    return losses.TripletMarginLoss(margin=margin, distance=measure, reducer=reducers.MeanReducer())
+
+
+class SiameseTriplet(L.LightningModule):
+    """Training batches: offline triplets {"image", "positive_image", "negative_image" (+ their ids)}
+    (data.sampling=triplet), or with mining="batch_hard" | "semihard" plain batches whose like bins
+    ("label") choose the triplets (pytorch-metric-learning's miners; data.sampling=items).
+
+    backbone: with its own fully connected layers kept (keep_head=true).
+    trains: fc (the thesis: feature extractor frozen, the network's fully connected layers trained),
+        all, or last_n (the last `train_last_n` stages and the fc layers).
+    embedding: head (the fc layers' output, as the thesis) or penultimate (the extractor's features).
+    cache_features: with trains=fc the frozen extractor's features of each meme are computed once and
+        kept in memory (keyed by meme id), so each later epoch runs the fc layers only.
+    Validation/test batches: the loss over every triplet of the batch by like bins, and
+    {"embeddings": {"image": N×D}, "labels": bins, "likes": likes} for the callbacks.
+
+    Collapse: when an epoch's mean training loss sits within `collapse_tolerance` of the margin and the
+    embeddings' spread (RMS distance to their centroid / mean norm) is below 0.05, every meme maps to
+    nearly one point (the thesis's euclidean ResNet and VGG runs); a warning names what to try.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        optimizer: partial,
+        trains: str = "fc",
+        train_last_n: int = 1,
+        embedding: str = "head",
+        distance: str = "euclidean",
+        margin: float | None = None,
+        mining: str = "offline",
+        cache_features: bool = True,
+        collapse_tolerance: float = 0.02,
+    ) -> None:
+        super().__init__()
+        for name, value, allowed in (("trains", trains, TRAINS), ("embedding", embedding, EMBEDDINGS), ("distance", distance, DISTANCES), ("mining", mining, MINING)):
+            if value not in allowed:
+                raise UserError(f"model.{name} must be one of {list(allowed)}, got {value!r}")
+        if getattr(backbone, "head", None) is None:
+            raise UserError("model.backbone needs keep_head=true: the siamese net trains the network's own fully connected layers")
+        if trains == "fc" and embedding == "penultimate":
+            raise UserError("model.trains=fc with model.embedding=penultimate trains nothing that the embedding uses: use embedding=head or trains=all|last_n")
+        self.save_hyperparameters(ignore=["backbone", "optimizer"], logger=False)
+        self.hparams.margin = DEFAULT_MARGIN[distance] if margin is None else margin
+        self.backbone, self.optimizer_factory = backbone, optimizer
+        self.frozen_stages = freeze_stages(backbone, {"all": None, "fc": 0, "last_n": train_last_n}[trains])
+        backbone.head.requires_grad_(True)
+        self.loss = triplet_loss(distance, self.hparams.margin)
+        self.miner = {"offline": None, "batch_hard": miners.BatchHardMiner(), "semihard": miners.TripletMarginMiner(margin=self.hparams.margin, type_of_triplets="semihard")}[mining]
+        self._feature_cache: dict[str, Tensor] = {}
+        self._epoch_losses: list[float] = []
+        self._last_embeddings: Tensor | None = None
+        self._warned_collapse = False
+
+    def train(self, mode: bool = True) -> SiameseTriplet:
+        super().train(mode)
+        eval_frozen_batchnorm(self.frozen_stages)
+        if self.hparams.trains == "fc":  # the whole extractor is frozen: its BatchNorm and dropout layers too
+            for child in self.backbone.children():
+                if child is not self.backbone.head:
+                    child.eval()
+        return self
+
+    def features(self, images: Tensor, ids: list[str] | None) -> Tensor:
+        """The extractor's features, from the cache when the extractor is frozen and ids are given."""
+        if not (self.hparams.trains == "fc" and self.hparams.cache_features and ids is not None):
+            return self.backbone(images)
+        missing = [k for k, key in enumerate(ids) if key not in self._feature_cache]
+        if missing:
+            with torch.no_grad():
+                computed = self.backbone(images[missing])
+            for k, row in zip(missing, computed):
+                self._feature_cache[ids[k]] = row.detach()
+        return torch.stack([self._feature_cache[key] for key in ids]).to(images.device)
+
+    def embed_images(self, images: Tensor, ids: list[str] | None = None) -> Tensor:
+        features = self.features(images, ids)
+        return self.backbone.head(features) if self.hparams.embedding == "head" else features
+
+    def embed(self, batch: dict) -> dict[str, Tensor]:
+        return {"image": self.embed_images(batch["image"], batch.get("id"))}
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        anchors = self.embed_images(batch["image"], batch.get("id"))
+        if self.miner is not None:
+            loss = self.loss(anchors, batch["label"], self.miner(anchors, batch["label"]))
+        else:
+            if "positive_image" not in batch:
+                raise UserError("model.mining=offline needs triplet batches: set data.sampling=triplet (or model.mining=batch_hard|semihard)")
+            positives = self.embed_images(batch["positive_image"], batch.get("positive_id"))
+            negatives = self.embed_images(batch["negative_image"], batch.get("negative_id"))
+            n = len(anchors)
+            rows = torch.arange(n, device=anchors.device)
+            loss = self.loss(torch.cat([anchors, positives, negatives]), indices_tuple=(rows, rows + n, rows + 2 * n))
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(anchors))
+        self._epoch_losses.append(float(loss.detach()))
+        self._last_embeddings = anchors.detach()
+        return loss
+
+    def _evaluation_step(self, batch: dict, stage: str) -> dict:
+        embeddings = self.embed_images(batch["image"], batch.get("id"))
+        loss = self.loss(embeddings, batch["label"])  # every triplet of the batch, by like bins
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(embeddings))
+        return {"loss": loss, "embeddings": {"image": embeddings.detach()}, "labels": batch["label"], "likes": batch["likes"]}
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._evaluation_step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        if not self._epoch_losses or self._last_embeddings is None:
+            return
+        mean_loss = sum(self._epoch_losses) / len(self._epoch_losses)
+        self._epoch_losses = []
+        spread = embedding_spread(self._last_embeddings)
+        self.log("train/embedding_spread", spread)
+        collapsed = abs(mean_loss - self.hparams.margin) <= self.hparams.collapse_tolerance * self.hparams.margin and spread < 0.05
+        self.log("train/collapsed", float(collapsed))
+        if collapsed and not self._warned_collapse:
+            self._warned_collapse = True
+            rank_zero_warn(
+                f"epoch {self.current_epoch}: the triplet loss sits at the margin ({mean_loss:.3f} ≈ {self.hparams.margin:.3f}) and the "
+                f"embeddings have collapsed (spread {spread:.3f}): every meme maps to nearly one point. Try model.distance=cosine, "
+                f"a lower model.optimizer.lr, model.mining=semihard with data.sampling=items, or model.trains=last_n."
+            )
+
+    def configure_optimizers(self):
+        return self.optimizer_factory(params=[parameter for parameter in self.parameters() if parameter.requires_grad])
+
+
+def embedding_spread(embeddings: Tensor) -> float:
+    """RMS distance of the rows (N×D) to their centroid over their mean norm: 0 when all are one point."""
+    centred = embeddings - embeddings.mean(0, keepdim=True)
+    return float(centred.pow(2).sum(1).mean().sqrt() / embeddings.norm(dim=1).mean().clamp(min=1e-12))
