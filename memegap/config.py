@@ -76,17 +76,12 @@ class Cifar100DataConfig:
 
 
 @dataclass
-class ImageSentimentDataConfig:
-    _target_: str = "memegap.data.image_sentiment.ImageSentimentDataModule"
-    table: str = "data/image_sentiment/image-sentiment-polarity.csv"
-    image_size: int = 224
-    min_confidence: float = 0.0
-    confidence_weight: bool = False
-    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.15, 0.05])
+class TableDataConfig:
+    """The keys every source read from a user's table of images has (image sentiment, memes)."""
+
+    image_size: int = 128
     split_seed: int = 0
-    balance: str = "weights"
     bad_rows: str = "error"
-    augment: bool = True
     batch_size: int = 32
     eval_batch_size: int = 128
     num_workers: int = 0
@@ -96,26 +91,29 @@ class ImageSentimentDataConfig:
 
 
 @dataclass
-class MemesDataConfig:
+class ImageSentimentDataConfig(TableDataConfig):
+    _target_: str = "memegap.data.image_sentiment.ImageSentimentDataModule"
+    table: str = "data/image_sentiment/image-sentiment-polarity.csv"
+    image_size: int = 224
+    min_confidence: float = 0.0
+    confidence_weight: bool = False
+    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.15, 0.05])
+    balance: str = "weights"
+    augment: bool = True
+
+
+@dataclass
+class MemesDataConfig(TableDataConfig):
     _target_: str = "memegap.data.memes.MemesDataModule"
     table: str = "data/memes/memes.parquet"
-    image_size: int = 128
     min_likes: int = 0
     split: str = "random"
     split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
-    split_seed: int = 0
     phash_distance: int = 6
     bins: str = "quantile"
     n_bins: int = 4
     target: str = "log1p"
     sampling: str = "triplet"
-    bad_rows: str = "error"
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    num_workers: int = 0
-    max_per_split: Optional[int] = None
-    seed: int = 0
-    store_dir: str = "data/store"
 
 
 @dataclass

@@ -198,21 +198,33 @@ def test_a_collapsed_embedding_is_detected_and_named():
     assert embedding_spread(torch.randn(100, 8)) > 0.5 and embedding_spread(torch.ones(100, 8)) == 0.0
 
 
-@pytest.mark.realdata
-def test_triplet_training_on_real_memes_lowers_the_loss_and_reports(shared_data, tmp_path):
+def train_on_real_memes(shared_data: Path, tmp_path: Path, *overrides: str) -> dict:
     cfg = compose_config("train.yaml", [
         "experiment=memes_triplet", f"data.table={shared_data / REDDIT}", "data.image_size=32", "data.max_per_split=64",
         "data.batch_size=16", "trainer.max_epochs=6", "logger=csv", "extras.print_config=false", "trainer.log_every_n_steps=1",
-        "callbacks.popularity_report.bootstrap_resamples=50", "model.optimizer.lr=1e-3",
+        "callbacks.popularity_report.bootstrap_resamples=50", "model.optimizer.lr=1e-3", *overrides,
     ], tmp_path)
-    metrics = train(cfg)
+    return train(cfg)
+
+
+@pytest.mark.realdata
+def test_triplet_training_on_real_memes_lowers_the_loss(shared_data, tmp_path):
+    metrics = train_on_real_memes(shared_data, tmp_path, "callbacks.popularity_report.baselines=false", "callbacks.popularity_report.pictures=false")
     history = pd.read_csv(next(tmp_path.rglob("metrics.csv")))
     losses = history["train/loss_epoch"].dropna().tolist()
     assert losses[-1] < losses[0], losses
+    assert -1 <= metrics["test"]["test/popularity/spearman"] <= 1 and "| this model (kNN, k = 10) |" in (tmp_path / "popularity" / "test_report.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_the_report_holds_every_baseline_and_picture(shared_data, tmp_path):
+    """Slow: the baselines embed every meme with two pretrained towers, and UMAP compiles (~10 s)."""
+    train_on_real_memes(shared_data, tmp_path, "trainer.max_epochs=1")
     report = (tmp_path / "popularity" / "test_report.md").read_text()
-    for predictor in ("this model (kNN, k = 10)", "training mean", "kNN, random features", "ridge, image + post-text features"):
+    for predictor in ("this model (kNN, k = 10)", "training mean", "training median", "kNN, random features",
+                      "kNN, ImageNet features (untrained)", "ridge, image features", "ridge, image + post-text features"):
         assert f"| {predictor} |" in report
-    assert -1 <= metrics["test"]["test/popularity/spearman"] <= 1
     for picture in ("likes_histogram", "projections", "gallery"):
         assert (tmp_path / "popularity" / f"{picture}.png").stat().st_size > 0
 

@@ -11,7 +11,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from memegap.data.sampling import make_loader
+from memegap.data.sampling import SplitLoaders, make_loader
 from memegap.errors import UserError
 
 # none: every sample counts the same; weights: the loss weighs sample i by N / (C · count of its class)
@@ -50,7 +50,7 @@ class LabelledImages(Dataset):
         return item
 
 
-class LabelledImageDataModule(L.LightningDataModule):
+class LabelledImageDataModule(SplitLoaders, L.LightningDataModule):
     """What the classification sources share: `class_names` and `num_classes`, class balancing, and
     loaders over `self.datasets` ({split: LabelledImages}, filled by the subclass's setup).
     Settings are the subclass's hparams: batch_size, eval_batch_size, num_workers, seed, balance."""
@@ -83,12 +83,3 @@ class LabelledImageDataModule(L.LightningDataModule):
         batch_size = self.hparams.batch_size if training else self.hparams.eval_batch_size
         sample_weights = self._sampler_weights if training else None
         return make_loader(self.datasets[split], batch_size, self.hparams.num_workers, training, self.hparams.seed, sample_weights=sample_weights)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from memegap.collect.tables import read_user_columns, resolve_path
 from memegap.data.image_store import ImageStore, table_store_name
 from memegap.data.sampling import make_loader
-from memegap.data.splits import SPLITS, evenly_spaced, hash_position, split_groups
+from memegap.data.splits import SPLITS, cut_in_order, evenly_spaced, hash_position, split_groups
 from memegap.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -193,13 +193,8 @@ def split_memes(memes: list[Meme], kind: str, fractions: tuple[float, float, flo
         order = sorted(range(n), key=lambda k: hash_position(f"{seed}:{memes[k].id}"))
     else:
         order = sorted(range(n), key=lambda k: (memes[k].created_at, memes[k].id))
-    cuts = [round(n * sum(fractions[: k + 1])) for k in range(3)]
     split_of = [""] * n
-    start = 0
-    for split, stop in zip(SPLITS, cuts):
-        for k in order[start:stop]:
-            split_of[k] = split
-        start = stop
+    cut_in_order(order, fractions, split_of)
     return split_of
 
 

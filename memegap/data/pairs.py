@@ -8,7 +8,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from memegap.data.sampling import make_loader
+from memegap.data.sampling import SplitLoaders, make_loader
 from memegap.errors import UserError
 
 # Prompts of the pictogram sources (Twemoji, ARASAAC), by language: "A picture of {name}".
@@ -34,7 +34,7 @@ class ImageTextPairs(Dataset):
         return {"image": self.images[index].float() / 255.0, "text": self.texts[index], "label": index, "id": self.ids[index]}
 
 
-class PairedDataModule(L.LightningDataModule):
+class PairedDataModule(SplitLoaders, L.LightningDataModule):
     """What the image–text pairs sources share: checks of the common settings, and loaders over
     `self.datasets` ({split: ImageTextPairs}, filled by the subclass's setup). Settings are the
     subclass's hparams: batch_size, eval_batch_size, num_workers, seed. `group_batches`: training
@@ -56,12 +56,3 @@ class PairedDataModule(L.LightningDataModule):
         batch_size = self.hparams.batch_size if training else self.hparams.eval_batch_size
         groups = dataset.groups if self.group_batches else None
         return make_loader(dataset, batch_size, self.hparams.num_workers, training, self.hparams.seed, groups)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")

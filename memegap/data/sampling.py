@@ -87,3 +87,19 @@ def make_loader(
         persistent_workers=num_workers > 0,
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+class SplitLoaders:
+    """train/val/test_dataloader of a data module that defines `_loader(split)`."""
+
+    def _loader(self, split: str) -> DataLoader:
+        raise NotImplementedError
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

@@ -60,11 +60,16 @@ def stratified_split(labels: Sequence[int], fractions: tuple[float, ...] = (0.8,
         members.setdefault(label, []).append(index)
     for label in sorted(members):
         indices = members[label]
-        order = [indices[k] for k in torch.randperm(len(indices), generator=generator).tolist()]
-        cuts = [round(len(order) * sum(fractions[: k + 1])) for k in range(len(fractions))]
-        start = 0
-        for split, stop in zip(SPLITS, cuts):
-            for index in order[start:stop]:
-                split_of_item[index] = split
-            start = stop
+        cut_in_order([indices[k] for k in torch.randperm(len(indices), generator=generator).tolist()], fractions, split_of_item)
     return split_of_item
+
+
+def cut_in_order(order: Sequence[int], fractions: Sequence[float], split_of_item: list[str]) -> None:
+    """Give the items of `order` (indices) their split: its first round(n · f_train) items train, the
+    next ones val up to round(n · (f_train + f_val)), the rest test; written into split_of_item."""
+    start = 0
+    for k, split in enumerate(SPLITS[: len(fractions)]):
+        stop = round(len(order) * sum(fractions[: k + 1]))
+        for index in order[start:stop]:
+            split_of_item[index] = split
+        start = stop
