@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/training_device.py --model resnet18_cifar --batch-size 128 --image-size 32
 	$(BIN)/python benchmarks/download.py
 	$(BIN)/python benchmarks/packed_images.py
+	$(BIN)/python benchmarks/knn.py
 
 clean:
 	rm -rf logs .pytest_cache

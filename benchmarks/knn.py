@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--nlist", type=int, default=1024)
-    parser.add_argument("--nprobe", type=int, nargs="+", default=[4, 8, 16, 32, 64])
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[1, 2, 4, 16, 64])
     args = parser.parse_args()
     import faiss
 

@@ -239,3 +239,16 @@ def test_memes_compose_with_the_dual_encoder(shared_data, tmp_path):
     ], tmp_path)
     metrics = train(cfg)
     assert "test/geometry/gap" in metrics["test"] and "test/retrieval/image_to_text_R@1" in metrics["test"]
+
+
+@pytest.mark.parametrize("name, trains, trained", [("alexnet", "fc", {"head"}), ("resnet18", "last_n", {"head", "layer4"})])
+def test_the_thesis_backbones_train_their_own_fc_layers(name, trains, trained):
+    from memegap.models.backbones import TorchvisionBackbone
+
+    model = SiameseTriplet(TorchvisionBackbone(name, keep_head=True), optimizer=torch.optim.Adam, trains=trains)
+    names = {key.split(".")[1] if key.startswith("backbone.head") else key.split(".")[2] for key, p in model.named_parameters() if p.requires_grad}
+    assert names == trained
+    batch = {"image": torch.rand(2, 3, 64, 64), "id": ["a", "b"]}
+    assert model.embed(batch)["image"].shape == (2, 1000)  # the ImageNet classifier's output, as the thesis
+    with pytest.raises(UserError, match="needs keep_head=true"):
+        SiameseTriplet(TorchvisionBackbone(name), optimizer=torch.optim.Adam)

@@ -172,16 +172,16 @@ def test_multirun_makes_two_run_dirs_and_two_wandb_runs(tmp_path):
     assert lrs[1] == pytest.approx(2 * lrs[0], rel=1e-6)
 
 
-def test_eval_entry_point_and_error_analysis_read_a_trained_run(tmp_path):
+def train_mini_run(tmp_path: Path) -> Path:
     trained = run_cli(["memegap.train", *MINI_CLI, "logger=csv", "run_id=first"], tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
-    run_dir = tmp_path / "logs" / "twemoji_gap" / "runs" / "first"
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
-    evaluated = run_cli(["memegap.eval", *MINI_CLI[:3], "extras.print_config=false", "logger=none", f"ckpt_path={ckpt}", "run_id=eval"], tmp_path)
-    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    tested = json.loads((tmp_path / "logs" / "eval" / "runs" / "eval" / "metrics.json").read_text())["test"]
+    return tmp_path / "logs" / "twemoji_gap" / "runs" / "first"
+
+
+@pytest.mark.slow
+def test_error_analysis_reads_a_trained_run(tmp_path):
+    run_dir = train_mini_run(tmp_path)
     trained_test = json.loads((run_dir / "metrics.json").read_text())["test"]
-    assert tested["test/loss"] == pytest.approx(trained_test["test/loss"], rel=1e-5)
     # the study script embeds the same checkpoint and pools (the run's pool_size=8 and pool_repeats): its
     # "correct" share is the logged R@1
     script = Path(__file__).resolve().parents[1] / "experiments" / "twemoji" / "twemoji_errors.py"
@@ -190,6 +190,16 @@ def test_eval_entry_point_and_error_analysis_read_a_trained_run(tmp_path):
     kinds = json.loads(analysed.stdout)
     assert kinds["correct"] == pytest.approx(trained_test["test/retrieval/image_to_text_R@1_pool8"], abs=1e-6)
     assert kinds["correct"] + kinds.get("sibling", 0.0) + kinds.get("other_base", 0.0) == pytest.approx(1.0)
+
+
+def test_eval_entry_point_reads_a_trained_run_and_a_finished_run_is_never_touched(tmp_path):
+    run_dir = train_mini_run(tmp_path)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    evaluated = run_cli(["memegap.eval", *MINI_CLI[:3], "extras.print_config=false", "logger=none", f"ckpt_path={ckpt}", "run_id=eval"], tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    tested = json.loads((tmp_path / "logs" / "eval" / "runs" / "eval" / "metrics.json").read_text())["test"]
+    trained_test = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert tested["test/loss"] == pytest.approx(trained_test["test/loss"], rel=1e-5)
 
     # The resume command on the finished run: said, exit 0, nothing touched.
     first_config = (run_dir / ".hydra" / "config.yaml").read_text()
@@ -225,6 +235,7 @@ def test_a_crashed_run_is_a_failure_in_wandb_its_state_and_its_log(tmp_path):
     assert read_state(run_dir)["status"] == "failed"
 
 
+@pytest.mark.slow
 def test_optuna_sweep_returns_the_optimized_metric(tmp_path):
     result = run_cli(
         ["memegap.train", "-m", "hparams_search=twemoji_optuna", *MINI_CLI, "logger=none",
