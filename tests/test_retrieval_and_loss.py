@@ -14,7 +14,8 @@ from memegap.metrics.retrieval import pools, recall_at_k
 def test_identical_embeddings_retrieve_perfectly():
     x = torch.randn(20, 8, generator=torch.Generator().manual_seed(0))
     metrics = recall_at_k(x, 3 * x, ks=(1, 5))
-    assert metrics == {"image_to_text_R@1": 1.0, "image_to_text_R@5": 1.0, "text_to_image_R@1": 1.0, "text_to_image_R@5": 1.0}
+    assert metrics == {f"{direction}_{key}": value for direction in ("image_to_text", "text_to_image")
+                       for key, value in (("R@1", 1.0), ("R@5", 1.0), ("mean_rank", 1.0), ("median_rank", 1.0))}
 
 
 def test_hand_computed_ranks():
@@ -28,12 +29,15 @@ def test_hand_computed_ranks():
     assert metrics["image_to_text_R@1"] == pytest.approx(2 / 3)
     assert metrics["image_to_text_R@2"] == pytest.approx(1.0)
     assert metrics["text_to_image_R@1"] == pytest.approx(2 / 3)
+    # ranks (1 = first): image→text 2, 1, 1; text→image 1, 2, 1
+    assert (metrics["image_to_text_mean_rank"], metrics["image_to_text_median_rank"]) == (pytest.approx(4 / 3), 1.0)
+    assert (metrics["text_to_image_mean_rank"], metrics["text_to_image_median_rank"]) == (pytest.approx(4 / 3), 1.0)
 
 
 def test_pools_leave_out_the_remainder():
     # 11 orthogonal pairs in pools of 2: 5 pools, 1 pair left out, every pool retrieved perfectly.
     pooled = recall_at_k(torch.eye(11), torch.eye(11), ks=(1,), pool_size=2)
-    assert pooled == {"image_to_text_R@1_pool2": 1.0, "text_to_image_R@1_pool2": 1.0}
+    assert {key: value for key, value in pooled.items() if "R@" in key} == {"image_to_text_R@1_pool2": 1.0, "text_to_image_R@1_pool2": 1.0}
     with pytest.raises(ValueError, match="at least one pool"):
         recall_at_k(torch.eye(11), torch.eye(11), pool_size=12)
 
@@ -73,6 +77,10 @@ def test_pooled_recall_counts_only_confusions_inside_a_pool():
     pooled = recall_at_k(image, text, ks=(1,), pool_size=10, pool_seed=0)
     assert pooled["image_to_text_R@1_pool10"] == pytest.approx(1 - wrong / n)
     assert pooled["image_to_text_R@1_pool10"] > 0.5
+    # pool_mode="batches": consecutive rows, so every odd image shares its pool with its copy i − 1
+    batches = recall_at_k(image, text, ks=(1,), pool_size=10, pool_mode="batches")
+    assert batches["image_to_text_R@1_batch10"] == 0.5 and batches["image_to_text_median_rank_batch10"] == 1.5
+    assert [pool.tolist() for pool in pools(25, 10, mode="batches")] == [list(range(10)), list(range(10, 20))]
 
 
 def test_infonce_on_orthonormal_pairs():

@@ -23,11 +23,14 @@ class EmbeddingGeometry(EmbeddingCollector):
     mean cosine of same-class and of other-class pairs (`cosine_same_class_mean`, `cosine_other_class_mean`)
     and their two histograms `cosine_same_class`, `cosine_other_class`.
 
-    Either way it saves a PNG of the histograms to `<run dir>/geometry/<stage>_epoch<NNN>.png` (also sent to W&B)."""
+    Either way it saves a PNG of the histograms to `<run dir>/geometry/<stage>_epoch<NNN>.png` (also sent
+    to W&B), and at the end of fit one picture of how each validation histogram moved over the epochs,
+    `<run dir>/geometry/val_evolution.png` (one panel per histogram, one curve per epoch)."""
 
     def __init__(self, bins: int = 50, uniformity_t: float = 2.0, save_png: bool = True) -> None:
         super().__init__()
         self.bins, self.uniformity_t, self.save_png = bins, uniformity_t, save_png
+        self._val_history: list[tuple[int, dict[str, Tensor], Tensor]] = []  # (epoch, {histogram: counts}, edges)
 
     def on_embeddings(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, embeddings: dict[str, Tensor], targets: dict[str, Tensor]) -> None:
         if len(next(iter(embeddings.values()))) < 2:
@@ -47,11 +50,22 @@ class EmbeddingGeometry(EmbeddingCollector):
         for counts in panels.values():
             for label, values in counts.items():
                 log_histogram(trainer, f"{stage}/geometry/cosine_{label}", values, edges)
+        if stage == "val":
+            self._val_history.append((trainer.current_epoch, {label: values for counts in panels.values() for label, values in counts.items()}, edges))
         if self.save_png:
             path = Path(trainer.default_root_dir) / "geometry" / f"{stage}_epoch{trainer.current_epoch:03d}.png"
             headline = f"gap {scalars['gap']:.3f}" if "gap" in scalars else f"uniformity {scalars['uniformity']:.3f}"
             plot_cosine_histograms(panels, edges, path, title=f"{stage}, epoch {trainer.current_epoch}, {headline}")
             log_picture(trainer, f"{stage}/geometry/cosine_histograms", path)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._val_history = []
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.save_png and trainer.is_global_zero and self._val_history:
+            path = Path(trainer.default_root_dir) / "geometry" / "val_evolution.png"
+            plot_histogram_evolution(self._val_history, path)
+            log_picture(trainer, "val/geometry/cosine_histograms_over_epochs", path)
 
     def _paired(self, embeddings: dict[str, Tensor]) -> tuple[dict[str, float], dict[str, dict[str, Tensor]], Tensor]:
         (name_x, x), (name_y, y) = list(embeddings.items())[:2]
@@ -88,6 +102,32 @@ def plot_cosine_histograms(panels: dict[str, dict[str, Tensor]], edges: Tensor, 
         axis.legend()
     figure.suptitle(title)
     figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=90)
+    plt.close(figure)
+
+
+def plot_histogram_evolution(history: list[tuple[int, dict[str, Tensor], Tensor]], path: Path) -> None:
+    """One panel per cosine histogram, one density curve per epoch (dark = early, light = late)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(history[0][1])
+    figure, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names) + 1, 3.4), sharex=True, squeeze=False, layout="constrained")
+    colours = plt.get_cmap("viridis")
+    last_epoch = max(1, history[-1][0])
+    for axis, name in zip(axes[0], names):
+        for epoch, counts, edges in history:
+            centres = ((edges[1:] + edges[:-1]) / 2).numpy()
+            width = float(edges[1] - edges[0])
+            density = (counts[name].double() / max(1, int(counts[name].sum())) / width).numpy()
+            axis.plot(centres, density, color=colours(epoch / last_epoch), linewidth=1.2)
+        axis.set(title=name, xlabel="cosine similarity", ylabel="density", xlim=(-1, 1))
+    mappable = plt.cm.ScalarMappable(cmap=colours, norm=plt.Normalize(0, last_epoch))
+    figure.colorbar(mappable, ax=axes[0].tolist(), label="epoch")
+    figure.suptitle("validation cosine histograms over the epochs")
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=90)
     plt.close(figure)
