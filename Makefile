@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/download.py
 	$(BIN)/python benchmarks/packed_images.py
 	$(BIN)/python benchmarks/knn.py
+	$(BIN)/python benchmarks/pair_prediction.py
 
 clean:
 	rm -rf logs .pytest_cache

@@ -203,6 +203,17 @@ class SiameseTripletConfig:
     collapse_tolerance: float = 0.02
 
 
+@dataclass
+class SiameseRegressionConfig:
+    _target_: str = "memegap.models.siamese_regression.SiameseRegression"
+    backbone: Any = None  # a node with _target_, checked against that class
+    optimizer: Any = None
+    trains: str = "fc"
+    train_last_n: int = 1
+    prediction: str = "neighbours"
+    cache_features: bool = True
+
+
 SCHEMAS = {
     "data": {
         "twemoji_schema": TwemojiDataConfig,
@@ -215,6 +226,7 @@ SCHEMAS = {
         "dual_encoder_schema": DualEncoderConfig,
         "image_classifier_schema": ImageClassifierConfig,
         "siamese_triplet_schema": SiameseTripletConfig,
+        "siamese_regression_schema": SiameseRegressionConfig,
     },
 }
 SCHEMA_OF_TARGET = {schema._target_: schema for schemas in SCHEMAS.values() for schema in schemas.values()}

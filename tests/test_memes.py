@@ -252,3 +252,44 @@ def test_the_thesis_backbones_train_their_own_fc_layers(name, trains, trained):
     assert model.embed(batch)["image"].shape == (2, 1000)  # the ImageNet classifier's output, as the thesis
     with pytest.raises(UserError, match="needs keep_head=true"):
         SiameseTriplet(TorchvisionBackbone(name), optimizer=torch.optim.Adam)
+
+
+def test_pair_prediction_equals_the_head_on_every_pair_and_picks_the_closest():
+    """The decomposed head gives what the dense layer gives on each concatenated pair, and the
+    prediction averages the targets of the k training memes of smallest |predicted difference|."""
+    from memegap.models.siamese_regression import pair_differences, predict_from_pairs
+
+    generator = torch.Generator().manual_seed(0)
+    head = torch.nn.Linear(2 * 6, 1)
+    queries, references = torch.randn(7, 6, generator=generator), torch.randn(40, 6, generator=generator)
+    naive = torch.stack([torch.stack([head(torch.cat([q, r])).squeeze() for r in references]) for q in queries])
+    assert torch.allclose(pair_differences(head, queries, references), naive, atol=1e-5)
+    targets = torch.arange(40, dtype=torch.float32)
+    closest = naive.abs().topk(3, dim=1, largest=False).indices
+    assert torch.allclose(predict_from_pairs(head, references, targets, queries, k=3, block_size=4), targets[closest].mean(1))
+    corrected = (targets[closest] + naive.gather(1, closest)).mean(1)
+    assert torch.allclose(predict_from_pairs(head, references, targets, queries, k=3, prediction="corrected"), corrected, atol=1e-5)
+
+
+def test_pairs_are_new_each_epoch_and_never_a_meme_with_itself():
+    from memegap.data.memes import PairSampler
+
+    sampler = PairSampler(50, seed=0)
+    pairs = list(sampler)
+    assert sorted(first for first, _ in pairs) == list(range(50)) and all(first != other for first, other in pairs)
+    sampler.set_epoch(1)
+    assert list(sampler) != pairs
+
+
+@pytest.mark.realdata
+def test_regression_training_on_real_memes_lowers_the_loss(shared_data, tmp_path):
+    cfg = compose_config("train.yaml", [
+        "experiment=memes_regression", f"data.table={shared_data / REDDIT}", "data.image_size=32", "data.max_per_split=64",
+        "data.batch_size=16", "trainer.max_epochs=6", "logger=csv", "extras.print_config=false", "trainer.log_every_n_steps=1",
+        "callbacks.popularity_report.baselines=false", "callbacks.popularity_report.pictures=false", "callbacks.popularity_report.bootstrap_resamples=50",
+    ], tmp_path)
+    metrics = train(cfg)
+    losses = pd.read_csv(next(tmp_path.rglob("metrics.csv")))["train/loss_epoch"].dropna().tolist()
+    assert losses[-1] < losses[0], losses
+    assert "| this model (its own predictor, k = 10) |" in (tmp_path / "popularity" / "test_report.md").read_text()
+    assert -1 <= metrics["test"]["test/popularity/spearman"] <= 1

@@ -1,5 +1,6 @@
 """PopularityReport: the likes of validation and test memes predicted from their nearest training memes
-in the model's embedding (kNN, faiss), measured as the memes thesis did (per like bin) and as the
+in the model's embedding (kNN, faiss), or by the model's own `predict_targets` where it has one,
+measured as the memes thesis did (per like bin) and as the
 popularity-prediction field does (Spearman, MAE on log1p, pairwise ranking accuracy, 95 % intervals),
 beside the baselines of memegap.models.popularity_baselines on the same split.
 """
@@ -64,7 +65,11 @@ class PopularityReport(EmbeddingCollector):
         train_embeddings = self._training_embeddings(trainer, pl_module)
         index = KnnIndex(train_embeddings, metric=metric)
         queries = next(iter(embeddings.values()))
-        predicted = from_target(knn_predict(index, train_set.targets, queries, self.k, self.weighting).numpy(), target)
+        if hasattr(pl_module, "predict_targets"):  # a model with its own predictor (the siamese regression)
+            predicted_targets = pl_module.predict_targets(train_embeddings, train_set.targets, queries, self.k)
+        else:
+            predicted_targets = knn_predict(index, train_set.targets, queries, self.k, self.weighting)
+        predicted = from_target(predicted_targets.double().numpy(), target)
         true = targets["likes"].double().numpy()
         if stage == "val":
             for name, measure in OVERALL.items():
@@ -81,7 +86,7 @@ class PopularityReport(EmbeddingCollector):
             return
         folder = Path(trainer.default_root_dir) / "popularity"
         test_set = data.datasets["test"]
-        rows = {f"this model (kNN, k = {self.k})": (overall, bins)}
+        rows = {f"this model ({'its own predictor' if hasattr(pl_module, 'predict_targets') else 'kNN'}, k = {self.k})": (overall, bins)}
         if self.baselines:
             log.info("popularity: running the baselines on the same split (frozen image and text features, ridge)")
             split = {name: {"images": s.images, "texts": s.texts, "target": to_target(s.likes.numpy(), target)} for name, s in (("train", train_set), ("test", test_set))}

@@ -14,7 +14,7 @@ left out.
 Batches: plain items {"image": float N×3×S×S in [0, 1], "text": list[str], "likes": float N,
 "target": float N (likes or log1p(likes)), "label": int64 N (the like bin), "id": list[str]}; triplet
 batches (training with `sampling=triplet`) add "positive_image", "negative_image", "positive_id",
-"negative_id".
+"negative_id"; pair batches (`sampling=pairs`) add "other_image", "other_target", "other_id".
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ THESIS_BIN_EDGES = (1000.0, 1500.0, 2000.0)
 SPLIT_KINDS = ("random", "chronological", "group")
 BIN_KINDS = ("thesis", "quantile")
 TARGETS = ("raw", "log1p")
-SAMPLING = ("triplet", "items")
+SAMPLING = ("triplet", "pairs", "items")
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,10 @@ class MemeItems(Dataset):
         return {"image": self.images[k].float() / 255.0, "text": self.texts[k], "likes": float(self.likes[k]),
                 "target": float(self.targets[k]), "label": int(self.bins[k]), "id": self.ids[k]}
 
-    def __getitem__(self, index: int | tuple[int, int, int]) -> dict:
+    def __getitem__(self, index: int | tuple[int, ...]) -> dict:
+        if isinstance(index, tuple) and len(index) == 2:
+            first, other = index
+            return self.item(first) | {"other_image": self.images[other].float() / 255.0, "other_target": float(self.targets[other]), "other_id": self.ids[other]}
         if isinstance(index, tuple):
             anchor, positive, negative = index
             return self.item(anchor) | {
@@ -257,6 +260,26 @@ class TripletSampler(Sampler[tuple[int, int, int]]):
         return len(self.bins)
 
 
+class PairSampler(Sampler[tuple[int, int]]):
+    """Every training meme once per epoch, in a random order, paired with a meme drawn uniformly from
+    the others (from seed + epoch): the siamese regression's pairs."""
+
+    def __init__(self, size: int, seed: int = 0) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        firsts = torch.randperm(self.size, generator=generator)
+        others = (firsts + torch.randint(1, self.size, (self.size,), generator=generator)) % self.size  # never itself
+        return iter(zip(firsts.tolist(), others.tolist()))
+
+    def __len__(self) -> int:
+        return self.size
+
+
 class MemesDataModule(L.LightningDataModule):
     """Memes with likes from `table`; see the module docstring.
 
@@ -268,7 +291,8 @@ class MemesDataModule(L.LightningDataModule):
     bins: thesis ([750, 1000], [1001, 1500], [1501, 2000], 2001+) | quantile (`n_bins` bins of equal
         counts on the training split; for sources on another scale, such as Reddit).
     target: raw likes (the thesis) or log1p (the field's standard), used by every model and metric.
-    sampling: triplet (training batches of anchor / positive / negative) or items.
+    sampling: triplet (training batches of anchor / positive / negative), pairs (a meme and another,
+        for the siamese regression) or items.
     """
 
     def __init__(
@@ -352,7 +376,8 @@ class MemesDataModule(L.LightningDataModule):
         dataset = self.datasets["train"]
         if self.hparams.sampling == "items":
             return make_loader(dataset, self.hparams.batch_size, self.hparams.num_workers, True, self.hparams.seed)
-        return DataLoader(dataset, batch_size=self.hparams.batch_size, sampler=TripletSampler(dataset.bins, self.hparams.seed),
+        sampler = TripletSampler(dataset.bins, self.hparams.seed) if self.hparams.sampling == "triplet" else PairSampler(len(dataset), self.hparams.seed)
+        return DataLoader(dataset, batch_size=self.hparams.batch_size, sampler=sampler,
                           num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:

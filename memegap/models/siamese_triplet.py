@@ -9,16 +9,14 @@ from __future__ import annotations
 import math
 from functools import partial
 
-import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from pytorch_metric_learning import distances, losses, miners, reducers
 from torch import Tensor, nn
 
 from memegap.errors import UserError
-from memegap.models.backbones import eval_frozen_batchnorm, freeze_stages
+from memegap.models.siamese import SiameseNet
 
-TRAINS = ("fc", "all", "last_n")
 EMBEDDINGS = ("head", "penultimate")
 DISTANCES = ("euclidean", "cosine")
 MINING = ("offline", "batch_hard", "semihard")
@@ -33,17 +31,14 @@ def triplet_loss(distance: str, margin: float) -> losses.TripletMarginLoss:
     return losses.TripletMarginLoss(margin=margin, distance=measure, reducer=reducers.MeanReducer())
 
 
-class SiameseTriplet(L.LightningModule):
+class SiameseTriplet(SiameseNet):
     """Training batches: offline triplets {"image", "positive_image", "negative_image" (+ their ids)}
     (data.sampling=triplet), or with mining="batch_hard" | "semihard" plain batches whose like bins
     ("label") choose the triplets (pytorch-metric-learning's miners; data.sampling=items).
 
-    backbone: with its own fully connected layers kept (keep_head=true).
-    trains: fc (the thesis: feature extractor frozen, the network's fully connected layers trained),
-        all, or last_n (the last `train_last_n` stages and the fc layers).
+    backbone: with its own fully connected layers kept (keep_head=true), which always train.
+    trains, train_last_n, cache_features: memegap.models.siamese.SiameseNet (the thesis: trains=fc).
     embedding: head (the fc layers' output, as the thesis) or penultimate (the extractor's features).
-    cache_features: with trains=fc the frozen extractor's features of each meme are computed once and
-        kept in memory (keyed by meme id), so each later epoch runs the fc layers only.
     Validation/test batches: the loss over every triplet of the batch by like bins, and
     {"embeddings": {"image": N×D}, "labels": bins, "likes": likes} for the callbacks.
 
@@ -65,46 +60,23 @@ class SiameseTriplet(L.LightningModule):
         cache_features: bool = True,
         collapse_tolerance: float = 0.02,
     ) -> None:
-        super().__init__()
-        for name, value, allowed in (("trains", trains, TRAINS), ("embedding", embedding, EMBEDDINGS), ("distance", distance, DISTANCES), ("mining", mining, MINING)):
+        for name, value, allowed in (("embedding", embedding, EMBEDDINGS), ("distance", distance, DISTANCES), ("mining", mining, MINING)):
             if value not in allowed:
                 raise UserError(f"model.{name} must be one of {list(allowed)}, got {value!r}")
         if getattr(backbone, "head", None) is None:
             raise UserError("model.backbone needs keep_head=true: the siamese net trains the network's own fully connected layers")
         if trains == "fc" and embedding == "penultimate":
             raise UserError("model.trains=fc with model.embedding=penultimate trains nothing that the embedding uses: use embedding=head or trains=all|last_n")
+        super().__init__(backbone, trains, train_last_n, cache_features)
         self.save_hyperparameters(ignore=["backbone", "optimizer"], logger=False)
         self.hparams.margin = DEFAULT_MARGIN[distance] if margin is None else margin
-        self.backbone, self.optimizer_factory = backbone, optimizer
-        self.frozen_stages = freeze_stages(backbone, {"all": None, "fc": 0, "last_n": train_last_n}[trains])
+        self.optimizer_factory = optimizer
         backbone.head.requires_grad_(True)
         self.loss = triplet_loss(distance, self.hparams.margin)
         self.miner = {"offline": None, "batch_hard": miners.BatchHardMiner(), "semihard": miners.TripletMarginMiner(margin=self.hparams.margin, type_of_triplets="semihard")}[mining]
-        self._feature_cache: dict[str, Tensor] = {}
         self._epoch_losses: list[float] = []
         self._last_embeddings: Tensor | None = None
         self._warned_collapse = False
-
-    def train(self, mode: bool = True) -> SiameseTriplet:
-        super().train(mode)
-        eval_frozen_batchnorm(self.frozen_stages)
-        if self.hparams.trains == "fc":  # the whole extractor is frozen: its BatchNorm and dropout layers too
-            for child in self.backbone.children():
-                if child is not self.backbone.head:
-                    child.eval()
-        return self
-
-    def features(self, images: Tensor, ids: list[str] | None) -> Tensor:
-        """The extractor's features, from the cache when the extractor is frozen and ids are given."""
-        if not (self.hparams.trains == "fc" and self.hparams.cache_features and ids is not None):
-            return self.backbone(images)
-        missing = [k for k, key in enumerate(ids) if key not in self._feature_cache]
-        if missing:
-            with torch.no_grad():
-                computed = self.backbone(images[missing])
-            for k, row in zip(missing, computed):
-                self._feature_cache[ids[k]] = row.detach()
-        return torch.stack([self._feature_cache[key] for key in ids]).to(images.device)
 
     def embed_images(self, images: Tensor, ids: list[str] | None = None) -> Tensor:
         features = self.features(images, ids)

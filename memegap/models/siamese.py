@@ -1,0 +1,51 @@
+"""What the memes thesis's siamese nets share: one backbone embeds every input with the same weights,
+a choice of what trains, and a cache of the frozen extractor's features."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from memegap.errors import UserError
+from memegap.models.backbones import eval_frozen_batchnorm, freeze_stages
+
+TRAINS = ("fc", "all", "last_n")
+
+
+class SiameseNet(L.LightningModule):
+    """trains: fc (the feature extractor frozen: only the fully connected layers on top train, the
+    network's own ones (backbone.head) or the model's new ones), all, or last_n (the extractor's last
+    `train_last_n` stages too).
+    cache_features: with trains=fc the frozen extractor's features of each meme are computed once and
+    kept in memory (keyed by meme id), so each later epoch runs the fully connected layers only."""
+
+    def __init__(self, backbone: nn.Module, trains: str, train_last_n: int, cache_features: bool) -> None:
+        super().__init__()
+        if trains not in TRAINS:
+            raise UserError(f"model.trains must be one of {list(TRAINS)}, got {trains!r}")
+        self.backbone = backbone
+        self.frozen_stages = freeze_stages(backbone, {"all": None, "fc": 0, "last_n": train_last_n}[trains])
+        self.extractor_frozen, self.cache_features = trains == "fc", cache_features
+        self._feature_cache: dict[str, Tensor] = {}
+
+    def train(self, mode: bool = True) -> SiameseNet:
+        super().train(mode)
+        eval_frozen_batchnorm(self.frozen_stages)
+        if self.extractor_frozen:  # its BatchNorm and dropout layers too; the network's own fc layers still train
+            for child in self.backbone.children():
+                if child is not getattr(self.backbone, "head", None):
+                    child.eval()
+        return self
+
+    def features(self, images: Tensor, ids: list[str] | None) -> Tensor:
+        """The extractor's features (N×F), from the cache when the extractor is frozen and ids are given."""
+        if not (self.extractor_frozen and self.cache_features and ids is not None):
+            return self.backbone(images)
+        missing = [k for k, key in enumerate(ids) if key not in self._feature_cache]
+        if missing:
+            with torch.no_grad():
+                computed = self.backbone(images[missing])
+            for k, row in zip(missing, computed):
+                self._feature_cache[ids[k]] = row.detach()
+        return torch.stack([self._feature_cache[key] for key in ids]).to(images.device)

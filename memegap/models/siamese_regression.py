@@ -1,0 +1,115 @@
+"""SiameseRegression: the memes thesis's second model (000, §4.3). A shared trunk (the backbone's
+feature extractor, classifier removed) embeds two memes; one dense layer on the pair of features,
+[f_a ‖ f_b] → 1, predicts their signed target difference, target_a − target_b (likes or log1p likes,
+data.target), trained with MSE on pairs drawn each epoch (data.sampling=pairs).
+
+Prediction as the thesis: pair a query with every training meme, keep the k training memes with the
+smallest predicted |difference|, and average their targets (`prediction="neighbours"`), or, as an
+option, the mean of target_j + predicted difference_j over those k (`prediction="corrected"`).
+
+Done efficiently: the training memes' trunk features are computed once (the report embeds the split
+once), and since the head is one dense layer, d(q, j) = w_a·f_q + w_b·f_j + b, the Q × N predicted
+differences are an outer sum of Q + N dot products, evaluated in blocks of queries; no pair ever runs
+the trunk (see benchmarks/pair_prediction.py).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+from memegap.errors import UserError
+from memegap.models.siamese import SiameseNet
+
+PREDICTIONS = ("neighbours", "corrected")
+
+
+def pair_differences(head: nn.Linear, queries: Tensor, references: Tensor) -> Tensor:
+    """The head's output for every (query, reference) pair, Q×N: the decomposition of one dense
+    layer on [f_q ‖ f_r]; identical to head(cat(f_q, f_r)) up to float rounding."""
+    features = queries.shape[1]
+    weight = head.weight[0]
+    return (queries @ weight[:features]).unsqueeze(1) + (references @ weight[features:]).unsqueeze(0) + head.bias[0]
+
+
+@torch.no_grad()
+def predict_from_pairs(head: nn.Linear, references: Tensor, reference_targets: Tensor, queries: Tensor, k: int = 10,
+                       prediction: str = "neighbours", block_size: int = 1024) -> Tensor:
+    """Predicted target of each query (Q): its k training memes of smallest |predicted difference|,
+    their mean target (neighbours) or the mean of target + predicted difference (corrected)."""
+    k = min(k, len(references))
+    targets = reference_targets.to(queries.device, torch.float32)
+    predicted = []
+    for start in range(0, len(queries), block_size):
+        differences = pair_differences(head, queries[start : start + block_size], references)
+        closest = differences.abs().topk(k, dim=1, largest=False).indices
+        chosen = targets[closest]
+        if prediction == "corrected":
+            chosen = chosen + differences.gather(1, closest)
+        predicted.append(chosen.mean(1))
+    return torch.cat(predicted)
+
+
+class SiameseRegression(SiameseNet):
+    """Training batches: pairs {"image", "target", "id", "other_image", "other_target", "other_id"}.
+    Validation/test batches: the MSE of each meme paired with the next one in the batch, and
+    {"embeddings": {"image": trunk features}, "labels": like bins, "likes": likes} for the callbacks.
+
+    backbone: the feature extractor (keep_head=false); trains, train_last_n, cache_features:
+    memegap.models.siamese.SiameseNet (trains=fc: only the dense layer trains).
+    predict_targets(...) is what the PopularityReport callback calls instead of its kNN.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        optimizer: partial,
+        trains: str = "fc",
+        train_last_n: int = 1,
+        prediction: str = "neighbours",
+        cache_features: bool = True,
+    ) -> None:
+        if prediction not in PREDICTIONS:
+            raise UserError(f"model.prediction must be one of {list(PREDICTIONS)}, got {prediction!r}")
+        super().__init__(backbone, trains, train_last_n, cache_features)
+        self.save_hyperparameters(ignore=["backbone", "optimizer"], logger=False)
+        self.optimizer_factory = optimizer
+        self.head = nn.Linear(2 * backbone.output_dim, 1)
+
+    def embed(self, batch: dict) -> dict[str, Tensor]:
+        return {"image": self.features(batch["image"], batch.get("id"))}
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        if "other_image" not in batch:
+            raise UserError("model=siamese_regression trains on pairs: set data.sampling=pairs")
+        first = self.features(batch["image"], batch.get("id"))
+        other = self.features(batch["other_image"], batch.get("other_id"))
+        predicted = self.head(torch.cat([first, other], dim=1)).squeeze(1)
+        loss = nn.functional.mse_loss(predicted, batch["target"].float() - batch["other_target"].float())
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(first))
+        return loss
+
+    def _evaluation_step(self, batch: dict, stage: str) -> dict:
+        features = self.features(batch["image"], batch.get("id"))
+        other = features.roll(1, dims=0)  # each meme against the previous one of the batch
+        predicted = self.head(torch.cat([features, other], dim=1)).squeeze(1)
+        target = batch["target"].float()
+        loss = nn.functional.mse_loss(predicted, target - target.roll(1))
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(features))
+        return {"loss": loss, "embeddings": {"image": features.detach()}, "labels": batch["label"], "likes": batch["likes"]}
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._evaluation_step(batch, "test")
+
+    def predict_targets(self, references: Tensor, reference_targets: Tensor, queries: Tensor, k: int) -> Tensor:
+        """Predicted targets of the queries (Q) from the training memes' features (N×F) and targets (N)."""
+        device = self.head.weight.device
+        return predict_from_pairs(self.head, references.to(device), reference_targets, queries.to(device), k, self.hparams.prediction).cpu()
+
+    def configure_optimizers(self):
+        return self.optimizer_factory(params=[parameter for parameter in self.parameters() if parameter.requires_grad])
