@@ -18,7 +18,8 @@ class SiameseNet(L.LightningModule):
     network's own ones (backbone.head) or the model's new ones), all, or last_n (the extractor's last
     `train_last_n` stages too).
     cache_features: with trains=fc the frozen extractor's features of each meme are computed once and
-    kept in memory (keyed by meme id), so each later epoch runs the fully connected layers only."""
+    kept in memory (keyed by meme id), so each later epoch runs the fully connected layers only.
+    Subclasses set `optimizer_factory` and define `_evaluation_step(batch, stage)`."""
 
     def __init__(self, backbone: nn.Module, trains: str, train_last_n: int, cache_features: bool) -> None:
         super().__init__()
@@ -49,3 +50,15 @@ class SiameseNet(L.LightningModule):
             for k, row in zip(missing, computed):
                 self._feature_cache[ids[k]] = row.detach()
         return torch.stack([self._feature_cache[key] for key in ids]).to(images.device)
+
+    def _evaluation_step(self, batch: dict, stage: str) -> dict:
+        raise NotImplementedError
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._evaluation_step(batch, "test")
+
+    def configure_optimizers(self):
+        return self.optimizer_factory(params=[parameter for parameter in self.parameters() if parameter.requires_grad])

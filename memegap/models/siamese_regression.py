@@ -100,16 +100,7 @@ class SiameseRegression(SiameseNet):
         self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(features))
         return {"loss": loss, "embeddings": {"image": features.detach()}, "labels": batch["label"], "likes": batch["likes"]}
 
-    def validation_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._evaluation_step(batch, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._evaluation_step(batch, "test")
-
     def predict_targets(self, references: Tensor, reference_targets: Tensor, queries: Tensor, k: int) -> Tensor:
         """Predicted targets of the queries (Q) from the training memes' features (N×F) and targets (N)."""
         device = self.head.weight.device
         return predict_from_pairs(self.head, references.to(device), reference_targets, queries.to(device), k, self.hparams.prediction).cpu()
-
-    def configure_optimizers(self):
-        return self.optimizer_factory(params=[parameter for parameter in self.parameters() if parameter.requires_grad])

@@ -108,12 +108,6 @@ class SiameseTriplet(SiameseNet):
         self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(embeddings))
         return {"loss": loss, "embeddings": {"image": embeddings.detach()}, "labels": batch["label"], "likes": batch["likes"]}
 
-    def validation_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._evaluation_step(batch, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._evaluation_step(batch, "test")
-
     def on_train_epoch_end(self) -> None:
         if not self._epoch_losses or self._last_embeddings is None:
             return
@@ -130,9 +124,6 @@ class SiameseTriplet(SiameseNet):
                 f"embeddings have collapsed (spread {spread:.3f}): every meme maps to nearly one point. Try model.distance=cosine, "
                 f"a lower model.optimizer.lr, model.mining=semihard with data.sampling=items, or model.trains=last_n."
             )
-
-    def configure_optimizers(self):
-        return self.optimizer_factory(params=[parameter for parameter in self.parameters() if parameter.requires_grad])
 
 
 def embedding_spread(embeddings: Tensor) -> float:
