@@ -90,10 +90,7 @@ def make_loader(
 
 
 class SplitLoaders:
-    """train/val/test_dataloader of a data module that defines `_loader(split)`."""
-
-    def _loader(self, split: str) -> DataLoader:
-        raise NotImplementedError
+    """train/val/test_dataloader of a data module that defines `_loader(split) -> DataLoader`."""
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

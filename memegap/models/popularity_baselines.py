@@ -50,8 +50,11 @@ def baseline_predictions(train: dict, test: dict, target: str, k: int = 10, seed
     train / test: {"images": uint8 N×3×S×S, "texts": list[str], "target": N (target scale)}.
     """
     train_target, n_test = np.asarray(train["target"], dtype=np.float64), len(test["target"])
-    image_train, image_test = image_features(train["images"]), image_features(test["images"])
-    text_train, text_test = text_features(train["texts"]), text_features(test["texts"])
+    n_train = len(train_target)
+    # each tower loaded once, for the training and test memes together
+    images = image_features(torch.cat([train["images"], test["images"]]))
+    texts = text_features([*train["texts"], *test["texts"]])
+    image_train, image_test, text_train, text_test = images[:n_train], images[n_train:], texts[:n_train], texts[n_train:]
     generator = torch.Generator().manual_seed(seed)
     random_train, random_test = (torch.randn(n, 128, generator=generator) for n in (len(train_target), n_test))
     targets = torch.from_numpy(train_target)

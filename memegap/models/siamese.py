@@ -51,9 +51,6 @@ class SiameseNet(L.LightningModule):
                 self._feature_cache[ids[k]] = row.detach()
         return torch.stack([self._feature_cache[key] for key in ids]).to(images.device)
 
-    def _evaluation_step(self, batch: dict, stage: str) -> dict:
-        raise NotImplementedError
-
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
         return self._evaluation_step(batch, "val")
 
