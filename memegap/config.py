@@ -117,6 +117,26 @@ class MemesDataConfig(TableDataConfig):
 
 
 @dataclass
+class PostsDataConfig:
+    _target_: str = "memegap.data.posts.PostsDataModule"
+    table: str = "data/posts/coco_posts.csv"
+    categories: list[str] = field(default_factory=lambda: ["outdoor", "animals", "food", "sport", "fashion"])
+    other: bool = True
+    tag_map: Optional[dict[str, Optional[str]]] = None
+    unknown_tags: str = "error"
+    image_size: int = 224
+    split_fractions: list[float] = field(default_factory=lambda: [0.5, 0.25, 0.25])
+    balance: str = "weights"
+    augment: bool = True
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    num_workers: int = 0
+    max_per_split: Optional[int] = None
+    seed: int = 0
+    store_dir: str = "data/store"
+
+
+@dataclass
 class EfficientNetLite0Config:
     _target_: str = "memegap.models.towers.EfficientNetLite0"
     pretrained: bool = True
@@ -221,6 +241,7 @@ SCHEMAS = {
         "cifar100_schema": Cifar100DataConfig,
         "image_sentiment_schema": ImageSentimentDataConfig,
         "memes_schema": MemesDataConfig,
+        "posts_schema": PostsDataConfig,
     },
     "model": {
         "dual_encoder_schema": DualEncoderConfig,

@@ -42,7 +42,8 @@ SINGLE_MODALITY_MINI_OVERRIDES = ["data.max_per_split=16", "data.batch_size=8", 
 def experiment_data(experiment: str, folder: Path, shared: Path | None) -> list[str]:
     """Data overrides that let a classifier or memes experiment run here: a small CIFAR-100 release in
     its pickle format (random images); an image-sentiment table whose image_path points at real COCO
-    images of ../shared/data (as `memegap-collect download` leaves it); the real Reddit memes."""
+    images of ../shared/data (as `memegap-collect download` leaves it); the real Reddit memes; the
+    COCO-built posts table."""
     import numpy as np
     import pandas as pd
 
@@ -53,6 +54,12 @@ def experiment_data(experiment: str, folder: Path, shared: Path | None) -> list[
         parts = {part: (rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), [k % 3 for k in range(n)]) for part, n in (("train", 60), ("test", 12))}
         write_cifar100(folder, parts)
         return [f"data.root={folder}", "data.download=false"]
+    if experiment.startswith("posts"):
+        from memegap.data.coco_posts import build_coco_posts
+        from memegap.posts_study import coco_tag_map
+
+        build_coco_posts(shared / "coco_mini", folder / "posts.csv", coco_tag_map())
+        return [f"data.table={folder / 'posts.csv'}", "data.image_size=32"]
     if experiment.startswith("memes"):
         return [f"data.table={shared / 'memes_reddit' / 'memes.csv'}", "data.image_size=32", "callbacks.popularity_report.baselines=false",
                 "callbacks.popularity_report.pictures=false"]

@@ -24,8 +24,8 @@ def group_options(group: str) -> list[str]:
 
 # what each experiment needs beyond the mini overrides: its data on this machine
 EXPERIMENT_DATA = {"arasaac_gap": ["data.root={shared}/pictograms_jocomunico"]}
-SINGLE_MODALITY_EXPERIMENTS = ("cifar100_cnn", "cifar100_resnet", "image_sentiment", "memes_triplet", "memes_regression")
-NEEDS_SHARED_DATA = ("image_sentiment", "memes_triplet", "memes_regression")
+SINGLE_MODALITY_EXPERIMENTS = ("cifar100_cnn", "cifar100_resnet", "image_sentiment", "memes_triplet", "memes_regression", "posts_image")
+NEEDS_SHARED_DATA = ("image_sentiment", "memes_triplet", "memes_regression", "posts_image")
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

@@ -87,3 +87,19 @@ def test_a_killed_build_is_never_taken_for_a_finished_store(tmp_path):
     rows = store.rows()
     assert len(rows) == 600 and all(row["status"] == "ok" for row in rows)
     assert torch.equal(store.load(["good599"])[0], torch.from_numpy(decode_rgb(tmp_path / "images" / "good599.png", 64)).permute(2, 0, 1))
+
+
+def test_building_a_store_leaves_the_random_state_as_it_was(tmp_path):
+    """The first run of an experiment builds the store; it must then train like every later run."""
+    import random
+
+    files = image_folder(tmp_path / "images", good=4)
+
+    def draws():
+        return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+    random.seed(0), np.random.seed(0), torch.manual_seed(0)
+    expected = draws()
+    random.seed(0), np.random.seed(0), torch.manual_seed(0)
+    ImageStore(tmp_path / "store", "source", 16).ensure(files)
+    assert draws() == expected

@@ -23,9 +23,11 @@ import hashlib
 import json
 import logging
 import os
+import random
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +82,19 @@ def table_store_name(source: str, table: str | Path) -> str:
     return f"{source}-{Path(table).stem}-{digest}"
 
 
+@contextmanager
+def random_state_kept() -> Iterator[None]:
+    """Restore Python's, NumPy's and torch's random state on the way out: building a store (litdata)
+    draws from all three, and a run's first attempt, which builds it, must train like every later one."""
+    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.random.set_rng_state(states[2])
+
+
 class ImageStore:
     """The store of one source at one image size, under `root`."""
 
@@ -97,7 +112,8 @@ class ImageStore:
         self.dir.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.dir) + ".lock"):
             if not self.is_complete(files):
-                self._build(files, num_workers)
+                with random_state_kept():
+                    self._build(files, num_workers)
         return self
 
     def _remove_abandoned_builds(self) -> None:
