@@ -114,6 +114,9 @@ class MemesDataConfig(TableDataConfig):
     n_bins: int = 4
     target: str = "log1p"
     sampling: str = "triplet"
+    text_features: list[str] = field(default_factory=list)
+    lda_topics: int = 10
+    afinn_lexicon: Optional[str] = None
 
 
 @dataclass
@@ -221,6 +224,7 @@ class SiameseTripletConfig:
     mining: str = "offline"
     cache_features: bool = True
     collapse_tolerance: float = 0.02
+    fusion: bool = False
 
 
 @dataclass
@@ -232,6 +236,7 @@ class SiameseRegressionConfig:
     train_last_n: int = 1
     prediction: str = "neighbours"
     cache_features: bool = True
+    fusion: bool = False
 
 
 SCHEMAS = {

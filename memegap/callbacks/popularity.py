@@ -61,6 +61,8 @@ class PopularityReport(EmbeddingCollector):
     def on_embeddings(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, embeddings: dict[str, Tensor], targets: dict[str, Tensor]) -> None:
         data = trainer.datamodule
         train_set, target = data.datasets["train"], data.hparams.target
+        if "lda_coherence" in getattr(data, "text_report", {}):  # to choose data.lda_topics
+            pl_module.log("data/lda_coherence", data.text_report["lda_coherence"])
         metric = "cosine" if pl_module.hparams.get("distance") == "cosine" else "l2"
         train_embeddings = self._training_embeddings(trainer, pl_module)
         index = KnnIndex(train_embeddings, metric=metric)

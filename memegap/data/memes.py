@@ -12,9 +12,12 @@ Images go through the packed image store; a meme whose image is missing or unrea
 left out.
 
 Batches: plain items {"image": float N×3×S×S in [0, 1], "text": list[str], "likes": float N,
-"target": float N (likes or log1p(likes)), "label": int64 N (the like bin), "id": list[str]}; triplet
+"target": float N (likes or log1p(likes)), "label": int64 N (the like bin), "id": list[str]}, and
+"text_features": float N×F with data.text_features (memegap.data.meme_text; standardised with the
+training split's mean and deviation); triplet
 batches (training with `sampling=triplet`) add "positive_image", "negative_image", "positive_id",
-"negative_id"; pair batches (`sampling=pairs`) add "other_image", "other_target", "other_id".
+"negative_id"; pair batches (`sampling=pairs`) add "other_image", "other_target", "other_id" (and
+"other_text_features").
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,11 +203,13 @@ def split_memes(memes: list[Meme], kind: str, fractions: tuple[float, float, flo
 
 
 class MemeItems(Dataset):
-    """Memes of one split in memory: images uint8 N×3×S×S, likes, target, bins, texts, ids.
-    An index is a row, or a (anchor, positive, negative) triple of rows."""
+    """Memes of one split in memory: images uint8 N×3×S×S, likes, target, bins, texts, ids, and the
+    standardised text features N×F (data.text_features; None without). An index is a row, a (meme,
+    other) pair or an (anchor, positive, negative) triple of rows."""
 
-    def __init__(self, ids: list[str], images: Tensor, likes: np.ndarray, target: str, bins: np.ndarray, texts: list[str]) -> None:
-        self.ids, self.images, self.texts = ids, images, texts
+    def __init__(self, ids: list[str], images: Tensor, likes: np.ndarray, target: str, bins: np.ndarray, texts: list[str],
+                 text_features: Tensor | None = None) -> None:
+        self.ids, self.images, self.texts, self.text_features = ids, images, texts, text_features
         self.likes = torch.as_tensor(likes, dtype=torch.float64)
         self.targets = to_target(self.likes, target).float()
         self.bins = torch.as_tensor(bins, dtype=torch.int64)
@@ -212,13 +218,15 @@ class MemeItems(Dataset):
         return len(self.ids)
 
     def item(self, k: int) -> dict:
-        return {"image": self.images[k].float() / 255.0, "text": self.texts[k], "likes": float(self.likes[k]),
+        item = {"image": self.images[k].float() / 255.0, "text": self.texts[k], "likes": float(self.likes[k]),
                 "target": float(self.targets[k]), "label": int(self.bins[k]), "id": self.ids[k]}
+        return item | ({"text_features": self.text_features[k]} if self.text_features is not None else {})
 
     def __getitem__(self, index: int | tuple[int, ...]) -> dict:
         if isinstance(index, tuple) and len(index) == 2:
             first, other = index
-            return self.item(first) | {"other_image": self.images[other].float() / 255.0, "other_target": float(self.targets[other]), "other_id": self.ids[other]}
+            pair = {"other_image": self.images[other].float() / 255.0, "other_target": float(self.targets[other]), "other_id": self.ids[other]}
+            return self.item(first) | pair | ({"other_text_features": self.text_features[other]} if self.text_features is not None else {})
         if isinstance(index, tuple):
             anchor, positive, negative = index
             return self.item(anchor) | {
@@ -293,6 +301,10 @@ class MemesDataModule(L.LightningDataModule):
     target: raw likes (the thesis) or log1p (the field's standard), used by every model and metric.
     sampling: triplet (training batches of anchor / positive / negative), pairs (a meme and another,
         for the siamese regression) or items.
+    text_features: any of afinn, lda, ocr, minilm (memegap.data.meme_text), for model.fusion=true;
+        lda_topics: K; afinn_lexicon: another AFINN file (None: the afinn package's AFINN-111).
+    After setup, `text_table` holds every kept meme's id, split, text, OCR text and raw feature
+    columns, and `text_report` the LDA coherence and top words.
     """
 
     def __init__(
@@ -308,6 +320,9 @@ class MemesDataModule(L.LightningDataModule):
         n_bins: int = 4,
         target: str = "log1p",
         sampling: str = "triplet",
+        text_features: Sequence[str] = (),
+        lda_topics: int = 10,
+        afinn_lexicon: str | None = None,
         bad_rows: str = "error",
         batch_size: int = 32,
         eval_batch_size: int = 128,
@@ -327,6 +342,8 @@ class MemesDataModule(L.LightningDataModule):
         self.datasets: dict[str, MemeItems] = {}
         self.bin_edges = np.array([])
         self.counts: Counter = Counter()
+        self.text_table: pd.DataFrame | None = None
+        self.text_report: dict = {}
 
     @property
     def num_bins(self) -> int:
@@ -360,13 +377,42 @@ class MemesDataModule(L.LightningDataModule):
         likes = np.array([m.likes for m in memes], dtype=np.float64)
         self.bin_edges = like_bin_edges(self.hparams.bins, likes[rows["train"]], self.hparams.n_bins)
         bins = like_bins(likes, self.bin_edges)
+        features = self._text_features(memes, rows, table) if self.hparams.text_features else None
         for split, chosen in rows.items():
             index = torch.tensor(chosen, dtype=torch.int64)
-            self.datasets[split] = MemeItems([memes[k].id for k in chosen], images[index], likes[chosen], self.hparams.target, bins[chosen], [memes[k].text for k in chosen])
+            self.datasets[split] = MemeItems([memes[k].id for k in chosen], images[index], likes[chosen], self.hparams.target, bins[chosen],
+                                             [memes[k].text for k in chosen], features[index] if features is not None else None)
         left_out = {reason: count for reason, count in self.counts.items() if reason != "rows" and count}
         log.info("memes: %d rows in %s; left out: %s; %s", self.counts["rows"], table,
                  ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in left_out.items()) or "none",
                  ", ".join(f"{split} {len(self.datasets[split])}" for split in SPLITS))
+
+    def _text_features(self, memes: list[Meme], rows: dict[str, list[int]], table: Path) -> Tensor:
+        """float N×F for every meme (0 rows for memes in no split): the text feature columns,
+        standardised with the training rows' mean and standard deviation; fills text_table."""
+        from memegap.data.meme_text import OcrCache, text_feature_columns
+
+        kept = sorted(k for chosen in rows.values() for k in chosen)
+        position = {k: row for row, k in enumerate(kept)}
+        texts = [memes[k].text for k in kept]
+        ocr = OcrCache(Path(self.hparams.store_dir) / "ocr" / f"{table_store_name('memes', table)}.jsonl").read([memes[k].image for k in kept]) \
+            if "ocr" in self.hparams.text_features else None
+        columns, self.text_report = text_feature_columns(texts, ocr, np.array([position[k] for k in rows["train"]]), self.hparams.text_features,
+                                                         self.hparams.afinn_lexicon, self.hparams.lda_topics, self.hparams.seed)
+        if not columns:
+            raise UserError("data.text_features=[ocr] reads the text but makes no column: add afinn, lda or minilm")
+        split_of = {k: split for split, chosen in rows.items() for k in chosen}
+        self.text_table = pd.DataFrame({"id": [memes[k].id for k in kept], "split": [split_of[k] for k in kept], "text": texts,
+                                        **({"ocr_text": ocr} if ocr is not None else {}), **columns})
+        if "lda_coherence" in self.text_report:
+            log.info("LDA, %d topics: coherence (c_v) %.3f; top words: %s", self.hparams.lda_topics, self.text_report["lda_coherence"],
+                     "; ".join(" ".join(words[:5]) for words in self.text_report["lda_top_words"]))
+        matrix = np.stack(list(columns.values()), axis=1)
+        train = matrix[[position[k] for k in rows["train"]]]
+        standardised = (matrix - train.mean(0)) / np.where(train.std(0) > 0, train.std(0), 1.0)
+        features = torch.zeros(len(memes), matrix.shape[1])
+        features[torch.tensor(kept)] = torch.as_tensor(standardised, dtype=torch.float32)
+        return features
 
     def plain_loader(self, split: str) -> DataLoader:
         """The split's memes in table order, as plain items (for embedding a whole split)."""

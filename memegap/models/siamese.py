@@ -19,16 +19,33 @@ class SiameseNet(L.LightningModule):
     `train_last_n` stages too).
     cache_features: with trains=fc the frozen extractor's features of each meme are computed once and
     kept in memory (keyed by meme id), so each later epoch runs the fully connected layers only.
+    fusion: the meme's text features (batch "text_features", N×F, from data.text_features) join the
+    image features before the predictor (`text_of`).
     Subclasses set `optimizer_factory` and define `_evaluation_step(batch, stage)`."""
 
-    def __init__(self, backbone: nn.Module, trains: str, train_last_n: int, cache_features: bool) -> None:
+    def __init__(self, backbone: nn.Module, trains: str, train_last_n: int, cache_features: bool, fusion: bool = False) -> None:
         super().__init__()
         if trains not in TRAINS:
             raise UserError(f"model.trains must be one of {list(TRAINS)}, got {trains!r}")
         self.backbone = backbone
         self.frozen_stages = freeze_stages(backbone, {"all": None, "fc": 0, "last_n": train_last_n}[trains])
-        self.extractor_frozen, self.cache_features = trains == "fc", cache_features
+        self.extractor_frozen, self.cache_features, self.fusion = trains == "fc", cache_features, fusion
         self._feature_cache: dict[str, Tensor] = {}
+
+    def text_dim(self) -> int:
+        """F, the width of the data module's text features (0 without fusion)."""
+        if not self.fusion:
+            return 0
+        train = self.trainer.datamodule.datasets["train"]
+        if train.text_features is None:
+            raise UserError("model.fusion=true needs text features: set data.text_features, e.g. [afinn, lda] or [afinn, lda, ocr]")
+        return train.text_features.shape[1]
+
+    def text_of(self, batch: dict, key: str = "text_features") -> Tensor:
+        """The batch's standardised text features, N×F (fusion only)."""
+        if key not in batch:
+            raise UserError("model.fusion=true needs text features: set data.text_features, e.g. [afinn, lda] or [afinn, lda, ocr]")
+        return batch[key].float()
 
     def train(self, mode: bool = True) -> SiameseNet:
         super().train(mode)

@@ -57,8 +57,9 @@ class SiameseRegression(SiameseNet):
     Validation/test batches: the MSE of each meme paired with the next one in the batch, and
     {"embeddings": {"image": trunk features}, "labels": like bins, "likes": likes} for the callbacks.
 
-    backbone: the feature extractor (keep_head=false); trains, train_last_n, cache_features:
-    memegap.models.siamese.SiameseNet (trains=fc: only the dense layer trains).
+    backbone: the feature extractor (keep_head=false); trains, train_last_n, cache_features, fusion:
+    memegap.models.siamese.SiameseNet (trains=fc: only the dense layer trains; fusion: the dense layer
+    reads [f_a ‖ t_a ‖ f_b ‖ t_b], the text features t beside the trunk's).
     predict_targets(...) is what the PopularityReport callback calls instead of its kNN.
     """
 
@@ -70,29 +71,39 @@ class SiameseRegression(SiameseNet):
         train_last_n: int = 1,
         prediction: str = "neighbours",
         cache_features: bool = True,
+        fusion: bool = False,
     ) -> None:
         if prediction not in PREDICTIONS:
             raise UserError(f"model.prediction must be one of {list(PREDICTIONS)}, got {prediction!r}")
-        super().__init__(backbone, trains, train_last_n, cache_features)
+        super().__init__(backbone, trains, train_last_n, cache_features, fusion)
         self.save_hyperparameters(ignore=["backbone", "optimizer"], logger=False)
         self.optimizer_factory = optimizer
-        self.head = nn.Linear(2 * backbone.output_dim, 1)
+        self.head: nn.Linear | None = None if fusion else nn.Linear(2 * backbone.output_dim, 1)
+
+    def setup(self, stage: str) -> None:
+        if self.head is None:  # with fusion the head's width waits for the data's text features
+            self.head = nn.Linear(2 * (self.backbone.output_dim + self.text_dim()), 1)
+
+    def trunk(self, batch: dict, prefix: str = "") -> Tensor:
+        """The trunk's features of the batch's memes (prefix "other_": their partners), with fusion
+        joined by their text features: N×(D + F)."""
+        features = self.features(batch[f"{prefix}image"], batch.get(f"{prefix}id"))
+        return torch.cat([features, self.text_of(batch, f"{prefix}text_features")], dim=1) if self.fusion else features
 
     def embed(self, batch: dict) -> dict[str, Tensor]:
-        return {"image": self.features(batch["image"], batch.get("id"))}
+        return {"image": self.trunk(batch)}
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         if "other_image" not in batch:
             raise UserError("model=siamese_regression trains on pairs: set data.sampling=pairs")
-        first = self.features(batch["image"], batch.get("id"))
-        other = self.features(batch["other_image"], batch.get("other_id"))
+        first, other = self.trunk(batch), self.trunk(batch, "other_")
         predicted = self.head(torch.cat([first, other], dim=1)).squeeze(1)
         loss = nn.functional.mse_loss(predicted, batch["target"].float() - batch["other_target"].float())
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(first))
         return loss
 
     def _evaluation_step(self, batch: dict, stage: str) -> dict:
-        features = self.features(batch["image"], batch.get("id"))
+        features = self.trunk(batch)
         other = features.roll(1, dims=0)  # each meme against the previous one of the batch
         predicted = self.head(torch.cat([features, other], dim=1)).squeeze(1)
         target = batch["target"].float()

@@ -59,6 +59,7 @@ class SiameseTriplet(SiameseNet):
         mining: str = "offline",
         cache_features: bool = True,
         collapse_tolerance: float = 0.02,
+        fusion: bool = False,
     ) -> None:
         for name, value, allowed in (("embedding", embedding, EMBEDDINGS), ("distance", distance, DISTANCES), ("mining", mining, MINING)):
             if value not in allowed:
@@ -67,7 +68,7 @@ class SiameseTriplet(SiameseNet):
             raise UserError("model.backbone needs keep_head=true: the siamese net trains the network's own fully connected layers")
         if trains == "fc" and embedding == "penultimate":
             raise UserError("model.trains=fc with model.embedding=penultimate trains nothing that the embedding uses: use embedding=head or trains=all|last_n")
-        super().__init__(backbone, trains, train_last_n, cache_features)
+        super().__init__(backbone, trains, train_last_n, cache_features, fusion)
         self.save_hyperparameters(ignore=["backbone", "optimizer"], logger=False)
         self.hparams.margin = DEFAULT_MARGIN[distance] if margin is None else margin
         self.optimizer_factory = optimizer
@@ -83,7 +84,15 @@ class SiameseTriplet(SiameseNet):
         return self.backbone.head(features) if self.hparams.embedding == "head" else features
 
     def embed(self, batch: dict) -> dict[str, Tensor]:
-        return {"image": self.embed_images(batch["image"], batch.get("id"))}
+        return {"image": self.predictor_input(self.embed_images(batch["image"], batch.get("id")), batch)}
+
+    def predictor_input(self, embeddings: Tensor, batch: dict) -> Tensor:
+        """What the kNN predictor reads: the embeddings, or with fusion [e / ‖e‖ ‖ t / √F] (the
+        normalised embedding and the standardised text features, each block of norm about 1)."""
+        if not self.fusion:
+            return embeddings
+        text = self.text_of(batch)
+        return torch.cat([nn.functional.normalize(embeddings, dim=1), text / text.shape[1] ** 0.5], dim=1)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         anchors = self.embed_images(batch["image"], batch.get("id"))
@@ -106,7 +115,7 @@ class SiameseTriplet(SiameseNet):
         embeddings = self.embed_images(batch["image"], batch.get("id"))
         loss = self.loss(embeddings, batch["label"])  # every triplet of the batch, by like bins
         self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(embeddings))
-        return {"loss": loss, "embeddings": {"image": embeddings.detach()}, "labels": batch["label"], "likes": batch["likes"]}
+        return {"loss": loss, "embeddings": {"image": self.predictor_input(embeddings, batch).detach()}, "labels": batch["label"], "likes": batch["likes"]}
 
     def on_train_epoch_end(self) -> None:
         if not self._epoch_losses or self._last_embeddings is None:
