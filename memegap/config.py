@@ -76,18 +76,24 @@ class Cifar100DataConfig:
 
 
 @dataclass
-class TableDataConfig:
-    """The keys every source read from a user's table of images has (image sentiment, memes)."""
+class StoredImagesDataConfig:
+    """The keys every source read from a user's table of images has (image sentiment, memes, posts)."""
 
     image_size: int = 128
-    split_seed: int = 0
-    bad_rows: str = "error"
     batch_size: int = 32
     eval_batch_size: int = 128
     num_workers: int = 0
     max_per_split: Optional[int] = None
     seed: int = 0
     store_dir: str = "data/store"
+
+
+@dataclass
+class TableDataConfig(StoredImagesDataConfig):
+    """A table source with a seeded split and a choice for bad rows (image sentiment, memes)."""
+
+    split_seed: int = 0
+    bad_rows: str = "error"
 
 
 @dataclass
@@ -120,7 +126,7 @@ class MemesDataConfig(TableDataConfig):
 
 
 @dataclass
-class PostsDataConfig:
+class PostsDataConfig(StoredImagesDataConfig):
     _target_: str = "memegap.data.posts.PostsDataModule"
     table: str = "data/posts/coco_posts.csv"
     categories: list[str] = field(default_factory=lambda: ["outdoor", "animals", "food", "sport", "fashion"])
@@ -131,12 +137,6 @@ class PostsDataConfig:
     split_fractions: list[float] = field(default_factory=lambda: [0.5, 0.25, 0.25])
     balance: str = "weights"
     augment: bool = True
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    num_workers: int = 0
-    max_per_split: Optional[int] = None
-    seed: int = 0
-    store_dir: str = "data/store"
 
 
 @dataclass

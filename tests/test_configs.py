@@ -24,8 +24,8 @@ def group_options(group: str) -> list[str]:
 
 # what each experiment needs beyond the mini overrides: its data on this machine
 EXPERIMENT_DATA = {"arasaac_gap": ["data.root={shared}/pictograms_jocomunico"]}
-SINGLE_MODALITY_EXPERIMENTS = ("cifar100_cnn", "cifar100_resnet", "image_sentiment", "memes_triplet", "memes_regression", "posts_image")
-NEEDS_SHARED_DATA = ("image_sentiment", "memes_triplet", "memes_regression", "posts_image")
+SINGLE_MODALITY_EXPERIMENTS = ("cifar100_cnn", "cifar100_resnet", "image_sentiment", "memes_triplet", "memes_regression", "memes_study", "posts_image")
+NEEDS_SHARED_DATA = ("image_sentiment", "memes_triplet", "memes_regression", "memes_study", "posts_image")
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -179,3 +179,16 @@ def test_a_wrong_trainer_type_on_the_command_line_is_one_line(tmp_path):
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("memegap-train: error: trainer.max_epochs='abc'"), result.stderr
+
+
+@pytest.mark.parametrize("memes_model", group_options("memes_model"))
+@pytest.mark.parametrize("memes_features", group_options("memes_features"))
+def test_every_cell_of_the_memes_study_grid_composes(memes_model, memes_features, tmp_path):
+    cfg = compose_config("train.yaml", ["experiment=memes_study", f"memes_model={memes_model}", f"memes_features={memes_features}"], tmp_path)
+    validate_config(cfg)
+    assert cfg.model._target_.endswith("SiameseRegression" if memes_model == "regression" else "SiameseTriplet")
+    assert cfg.data.sampling == ("pairs" if memes_model == "regression" else "triplet")
+    assert cfg.model.fusion == (memes_features != "image")
+    assert ("ocr" in cfg.data.text_features) == (memes_features == "text_ocr")
+    if memes_model != "regression":
+        assert cfg.model.distance == memes_model.removeprefix("triplet_")

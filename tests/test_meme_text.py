@@ -5,6 +5,8 @@ and both memes models trained with fusion."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -93,9 +95,10 @@ def test_both_memes_models_train_with_text_fusion(experiment, shared_data, tmp_p
 
 
 @pytest.mark.realdata
-def test_the_memes_table_gains_text_columns_standardised_on_train(shared_data, tmp_path):
-    module = MemesDataModule(table=str(shared_data / "memes_reddit" / "memes.csv"), image_size=16, max_per_split=50,
-                             text_features=["afinn", "lda"], lda_topics=4, store_dir=str(tmp_path / "store"))
+def test_the_memes_table_gains_text_columns_standardised_on_train(shared_data):
+    store = str(Path(os.environ["MEMEGAP_DATA_DIR"]) / "store")  # the tests' shared store (the fusion runs' 32 px one)
+    module = MemesDataModule(table=str(shared_data / "memes_reddit" / "memes.csv"), image_size=32, max_per_split=50,
+                             text_features=["afinn", "lda"], lda_topics=4, store_dir=store)
     module.setup()
     table = module.text_table
     assert list(table.columns[:3]) == ["id", "split", "text"] and {"afinn", "topic_0", "topic_3"} <= set(table.columns)
@@ -104,7 +107,6 @@ def test_the_memes_table_gains_text_columns_standardised_on_train(shared_data, t
     assert train.shape == (50, 5) and np.allclose(train.mean(0), 0.0, atol=1e-5)
     batch = module.datasets["val"][0]
     assert batch["text_features"].shape == (5,)
-    module_without = MemesDataModule(table=str(shared_data / "memes_reddit" / "memes.csv"), image_size=16, max_per_split=50,
-                                     store_dir=str(tmp_path / "store"))
+    module_without = MemesDataModule(table=str(shared_data / "memes_reddit" / "memes.csv"), image_size=32, max_per_split=50, store_dir=store)
     module_without.setup()
     assert "text_features" not in module_without.datasets["val"][0]

@@ -4,6 +4,7 @@ per-run 95 % bootstrap intervals), then the baselines (the same split in every r
 and the per-bin precision of the thesis's tables.
 
     python experiments/memes_likes/summarize.py "euclidean=logs/memes_triplet/multiruns/<time>/*" "cosine=..."
+    python experiments/memes_likes/summarize.py --grid logs/memes_study/multiruns/<time>   # one table per split
 """
 
 from __future__ import annotations
@@ -45,10 +46,29 @@ def table(settings: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def grid_settings(multirun: Path) -> dict[str, dict[str, list[dict]]]:
+    """The finished jobs of a study multirun, by split, then by their other overrides (seeds pooled)."""
+    import yaml
+
+    by_split: dict[str, dict[str, list[dict]]] = {}
+    for job in sorted(path for path in multirun.iterdir() if (path / "popularity" / "test_report.json").exists()):
+        overrides = dict(item.split("=", 1) for item in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
+        split = overrides.pop("data.split", "random")
+        overrides.pop("seed", None)
+        setting = ", ".join(f"{key}={value}" for key, value in sorted(overrides.items()) if not key.startswith(("data.table", "experiment")))
+        by_split.setdefault(split, {}).setdefault(setting, []).append(json.loads((job / "popularity" / "test_report.json").read_text()))
+    return by_split
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("settings", nargs="+", help="name=glob of run dirs")
+    parser.add_argument("settings", nargs="*", help="name=glob of run dirs")
+    parser.add_argument("--grid", type=Path, help="a memes_study multirun dir: one table per split")
     args = parser.parse_args()
+    if args.grid:
+        for split, settings in grid_settings(args.grid).items():
+            print(f"\nsplit={split}\n\n{table(settings)}")
+        return
     print(table({name: read_reports(pattern) for name, pattern in (item.split("=", 1) for item in args.settings)}))
 
 
