@@ -55,7 +55,7 @@ def grid_settings(multirun: Path) -> dict[str, dict[str, list[dict]]]:
         overrides = dict(item.split("=", 1) for item in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
         split = overrides.pop("data.split", "random")
         overrides.pop("seed", None)
-        setting = ", ".join(f"{key}={value}" for key, value in sorted(overrides.items()) if not key.startswith(("data.table", "experiment")))
+        setting = ", ".join(f"{key}={value}" for key, value in sorted(overrides.items()) if not key.startswith(("data.table", "experiment", "logger", "trainer")))
         by_split.setdefault(split, {}).setdefault(setting, []).append(json.loads((job / "popularity" / "test_report.json").read_text()))
     return by_split
 
