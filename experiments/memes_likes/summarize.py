@@ -67,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.grid:
         for split, settings in grid_settings(args.grid).items():
-            print(f"\nsplit={split}\n\n{table(settings)}")
+            print(f"\nsplit={split}\n\n{table(dict(sorted(settings.items())))}")
         return
     print(table({name: read_reports(pattern) for name, pattern in (item.split("=", 1) for item in args.settings)}))
 
