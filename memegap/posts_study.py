@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from rich_argparse import ArgumentDefaultsRichHelpFormatter, RawDescriptionRichHelpFormatter
 from sklearn.metrics import f1_score
 
 from memegap.config import CONFIG_DIR
 from memegap.data.coco_posts import build_coco_posts
 from memegap.data.splits import SPLITS
 from memegap.errors import UserError, reported_as_one_line
+from memegap.utils.cli import HelpFormatter
 from memegap.metrics.influencers import THRESHOLDS, category_shares, decide, decision_metrics, threshold_sweep
 from memegap.models.caption_text import (
     SoftmaxCaptionClassifier, caption_vectors, class_scores, fasttext_training_file, fit_caption_svm, fit_fasttext, has_words, sentence_vectors,
@@ -43,10 +43,6 @@ from memegap.utils.sweep import plateau_centre
 
 PROGRAM = "memegap-posts"
 log = logging.getLogger(__name__)
-
-
-class HelpFormatter(RawDescriptionRichHelpFormatter, ArgumentDefaultsRichHelpFormatter):
-    """Rich help that keeps the description's line breaks and shows every option's default."""
 
 
 def best_checkpoint(run_dir: Path) -> Path:
@@ -110,8 +106,9 @@ def run_study(run_dir: Path, out_dir: Path, table: str | None = None, text_train
     text_rows = worded["train"] & (agreeing if text_train == "agreeing" else True)
     counts["pseudo_labelling"] = {names[k]: {"posts": int((labels["train"] == k).sum()), "kept": int(((labels["train"] == k) & text_rows).sum())}
                                   for k in range(num_classes)}
+    train_captions = [caption for caption, keep in zip(captions["train"], text_rows) if keep]
     if text_vectors == "fasttext":
-        fasttext = fit_fasttext([caption for caption, keep in zip(captions["train"], text_rows) if keep], dim, epochs, fasttext_model, seed)
+        fasttext = fit_fasttext(train_captions, dim, epochs, fasttext_model, seed)
         vectors = {split: caption_vectors(fasttext, captions[split]) for split in SPLITS}
     else:
         vectors = {split: sentence_vectors(captions[split]) for split in SPLITS}
@@ -158,8 +155,7 @@ def run_study(run_dir: Path, out_dir: Path, table: str | None = None, text_train
                                                   "test_acc": fusion_weight_sweep(p_image["test"], p_text["test"], labels["test"])[1].tolist()},
         "mlp_train_loss": mlp_losses, "influencers": influencers["metrics"]}
     write_outputs(out_dir, study, influencers["decisions"])
-    write_text_atomic(out_dir / "captions_train.txt", fasttext_training_file(
-        [caption for caption, keep in zip(captions["train"], text_rows) if keep], [names[k] for k in labels["train"][text_rows]]))
+    write_text_atomic(out_dir / "captions_train.txt", fasttext_training_file(train_captions, [names[k] for k in labels["train"][text_rows]]))
     return study
 
 
@@ -169,32 +165,29 @@ def influencer_decisions(posts: dict, predictions: dict, names: list[str], min_p
     Baseline: deciding no category for anyone (its Hamming loss is the share of true user-category cells)."""
     users = {split: sorted({post.username for post in posts[split]}) for split in SPLITS}
     known = all(post.user_categories is not None for split in SPLITS for post in posts[split])
-    metrics, chosen, shares = {}, {}, {}
+    truth = {split: true_categories(posts[split], users[split], names) for split in SPLITS} if known else {}
+    metrics, decided = {}, {}
     for model, by_split in predictions.items():
-        for split in SPLITS:
-            shares[model, split] = category_shares([post.username for post in posts[split]], by_split[split], len(names), users[split])
-        if not known:
-            chosen[model] = 0.28
-            continue
-        truth = {split: true_categories(posts[split], users[split], names) for split in SPLITS}
-        sweeps = {split: threshold_sweep(truth[split], *shares[model, split], THRESHOLDS, min_posts) for split in ("val", "test")}
-        chosen[model] = plateau_centre(THRESHOLDS, -sweeps["val"]["hamming_loss"])
-        crossing = THRESHOLDS[np.argmin(np.abs(sweeps["val"]["precision"] - sweeps["val"]["recall"]))]
-        metrics[model] = {"threshold": chosen[model], "val_precision_equals_recall_at": float(crossing),
-                          "test": decision_metrics(truth["test"], decide(*shares[model, "test"], chosen[model], min_posts)),
-                          "sweeps": {split: {key: value.tolist() for key, value in sweep.items()} for split, sweep in sweeps.items()}}
+        shares = {split: category_shares([post.username for post in posts[split]], by_split[split], len(names), users[split]) for split in SPLITS}
+        threshold = 0.28
+        if known:
+            sweeps = {split: threshold_sweep(truth[split], *shares[split], THRESHOLDS, min_posts) for split in ("val", "test")}
+            threshold = plateau_centre(THRESHOLDS, -sweeps["val"]["hamming_loss"])
+            crossing = THRESHOLDS[np.argmin(np.abs(sweeps["val"]["precision"] - sweeps["val"]["recall"]))]
+            metrics[model] = {"threshold": threshold, "val_precision_equals_recall_at": float(crossing),
+                              "test": decision_metrics(truth["test"], decide(*shares["test"], threshold, min_posts)),
+                              "sweeps": {split: {key: value.tolist() for key, value in sweep.items()} for split, sweep in sweeps.items()}}
+        decided[model] = {split: (decide(*shares[split], threshold, min_posts), shares[split][1]) for split in SPLITS}
     if known:
-        test_truth = true_categories(posts["test"], users["test"], names)
-        metrics["no category for anyone (baseline)"] = {"test": decision_metrics(test_truth, np.zeros_like(test_truth))}
+        metrics["no category for anyone (baseline)"] = {"test": decision_metrics(truth["test"], np.zeros_like(truth["test"]))}
     decisions = []
     for split in SPLITS:
         for row, user in enumerate(users[split]):
-            entry = {"username": user, "split": split, "categories": {}}
+            categories = {}
             for model in predictions:
-                user_shares, classified = shares[model, split]
-                decided = decide(user_shares[row : row + 1], classified[row : row + 1], chosen[model], min_posts)[0]
-                entry["categories"][model] = [names[k] for k in np.flatnonzero(decided)] if classified[row] >= min_posts else "unknown"
-            decisions.append(entry)
+                chosen, classified = decided[model][split]
+                categories[model] = [names[k] for k in np.flatnonzero(chosen[row])] if classified[row] >= min_posts else "unknown"
+            decisions.append({"username": user, "split": split, "categories": categories})
     return {"metrics": metrics, "decisions": decisions}
 
 
@@ -324,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
         out_dir = Path(args.out) if args.out else run_dir / "posts_study"
         study = run_study(run_dir, out_dir, args.table, args.text_train, args.text_vectors, args.fasttext_model, args.dim, args.epochs, args.mlp_epochs, args.min_posts, args.seed)
         print(report(study))
-        print(f"written to {out_dir}: results.json, report.md, influencers.json, fusion_weight.png, thresholds.png")
+        print(f"written to {out_dir}: results.json, report.md, influencers.json, fusion_weight.png, thresholds.png, captions_train.txt")
 
 
 if __name__ == "__main__":

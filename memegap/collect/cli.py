@@ -17,19 +17,15 @@ import logging
 import sys
 from pathlib import Path
 
-from rich_argparse import ArgumentDefaultsRichHelpFormatter, RawDescriptionRichHelpFormatter
 
 from memegap.collect.arasaac import API_URL, RESOLUTIONS, STATIC_URL, fetch_arasaac
 from memegap.collect.download import DownloadSettings, Downloader
 from memegap.collect.tables import read_user_columns, relative_to_table, update_user_table
 from memegap.collect.twitter import TOKEN_ENV, MinerSettings, TwitterMiner
 from memegap.errors import UserError, reported_as_one_line
+from memegap.utils.cli import HelpFormatter
 
 PROGRAM = "memegap-collect"
-
-
-class HelpFormatter(RawDescriptionRichHelpFormatter, ArgumentDefaultsRichHelpFormatter):
-    """Rich help that keeps the description's line breaks and shows every option's default."""
 
 
 def add_download_options(parser: argparse.ArgumentParser) -> None:

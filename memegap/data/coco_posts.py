@@ -49,6 +49,7 @@ CAPTION_WORDS = {  # caption words that name a COCO object differently (ours)
     "phone": "cell phone", "television": "tv", "doughnut": "donut", "fridge": "refrigerator",
     "purse": "handbag", "luggage": "suitcase", "sofa": "couch",
 }
+OBJECT_OF_WORD = {name: name for name in COCO_NAMES} | CAPTION_WORDS
 MIN_MENTIONS = 2  # captions (of 5) that must name an object for it to be a tag
 MIN_LEFTOVER = 3  # a class with fewer posts left than this gives them to its last user
 
@@ -56,8 +57,7 @@ MIN_LEFTOVER = 3  # a class with fewer posts left than this gives them to its la
 def caption_objects(caption: str) -> set[str]:
     """The COCO object names a caption mentions (singular or plural, or through CAPTION_WORDS)."""
     padded = " " + re.sub(r"[^a-z]+", " ", caption.lower()) + " "
-    forms = {name: name for name in COCO_NAMES} | CAPTION_WORDS
-    return {name for word, name in forms.items() if any(f" {word}{ending} " in padded for ending in ("", "s", "es"))}
+    return {name for word, name in OBJECT_OF_WORD.items() if any(f" {word}{ending} " in padded for ending in ("", "s", "es"))}
 
 
 def image_tags(captions: list[str]) -> list[str]:

@@ -34,6 +34,13 @@ log = logging.getLogger(__name__)
 TEXT_FEATURES = ("afinn", "lda", "ocr", "minilm")
 
 
+def check_text_features(features: Sequence[str]) -> None:
+    """A UserError naming any entry of data.text_features that is not one of TEXT_FEATURES."""
+    unknown = sorted(set(features) - set(TEXT_FEATURES))
+    if unknown:
+        raise UserError(f"data.text_features: {unknown} unknown; choose from {list(TEXT_FEATURES)}")
+
+
 def afinn_scorer(lexicon: str | Path | None = None):
     """The afinn package's scorer on AFINN-111 (its own copy, or the file `lexicon`: word<TAB>valence)."""
     from afinn import Afinn
@@ -139,9 +146,7 @@ def text_feature_columns(texts: Sequence[str], ocr_texts: Sequence[str] | None, 
                          lexicon: str | Path | None = None, topics: int = 10, seed: int = 0) -> tuple[dict[str, np.ndarray], dict]:
     """The columns (name → float N) of the chosen features for N memes; LDA is fitted on `train_rows`
     (indices). Returns them and a report: the LDA coherence and top words when LDA is on."""
-    unknown = sorted(set(features) - set(TEXT_FEATURES))
-    if unknown:
-        raise UserError(f"data.text_features: {unknown} unknown; choose from {list(TEXT_FEATURES)}")
+    check_text_features(features)
     sources = {"": list(texts)} | ({"_ocr": list(ocr_texts)} if ocr_texts is not None else {})
     columns, report = {}, {}
     if "afinn" in features:

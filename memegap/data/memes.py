@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from memegap.collect.tables import read_user_columns, resolve_path
 from memegap.data.image_store import ImageStore, table_store_name
+from memegap.data.meme_text import check_text_features
 from memegap.data.sampling import make_loader
 from memegap.data.splits import SPLITS, cut_in_order, evenly_spaced, hash_position, split_groups
 from memegap.errors import UserError
@@ -338,6 +339,7 @@ class MemesDataModule(L.LightningDataModule):
                 raise UserError(f"data.{name} must be one of {list(allowed)}, got {value!r}")
         if abs(sum(split_fractions) - 1.0) > 1e-6:
             raise UserError(f"data.split_fractions must sum to 1, got {list(split_fractions)}")
+        check_text_features(text_features)  # at start-up, not after the images are packed
         self.save_hyperparameters()
         self.datasets: dict[str, MemeItems] = {}
         self.bin_edges = np.array([])
@@ -397,7 +399,8 @@ class MemesDataModule(L.LightningDataModule):
         texts = [memes[k].text for k in kept]
         ocr = OcrCache(Path(self.hparams.store_dir) / "ocr" / f"{table_store_name('memes', table)}.jsonl").read([memes[k].image for k in kept]) \
             if "ocr" in self.hparams.text_features else None
-        columns, self.text_report = text_feature_columns(texts, ocr, np.array([position[k] for k in rows["train"]]), self.hparams.text_features,
+        train_rows = np.array([position[k] for k in rows["train"]])
+        columns, self.text_report = text_feature_columns(texts, ocr, train_rows, self.hparams.text_features,
                                                          self.hparams.afinn_lexicon, self.hparams.lda_topics, self.hparams.seed)
         if not columns:
             raise UserError("data.text_features=[ocr] reads the text but makes no column: add afinn, lda or minilm")
@@ -408,7 +411,7 @@ class MemesDataModule(L.LightningDataModule):
             log.info("LDA, %d topics: coherence (c_v) %.3f; top words: %s", self.hparams.lda_topics, self.text_report["lda_coherence"],
                      "; ".join(" ".join(words[:5]) for words in self.text_report["lda_top_words"]))
         matrix = np.stack(list(columns.values()), axis=1)
-        train = matrix[[position[k] for k in rows["train"]]]
+        train = matrix[train_rows]
         standardised = (matrix - train.mean(0)) / np.where(train.std(0) > 0, train.std(0), 1.0)
         features = torch.zeros(len(memes), matrix.shape[1])
         features[torch.tensor(kept)] = torch.as_tensor(standardised, dtype=torch.float32)

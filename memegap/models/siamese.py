@@ -11,6 +11,7 @@ from memegap.errors import UserError
 from memegap.models.backbones import eval_frozen_batchnorm, freeze_stages
 
 TRAINS = ("fc", "all", "last_n")
+NO_TEXT_FEATURES = "model.fusion=true needs text features: set data.text_features, e.g. [afinn, lda] or [afinn, lda, ocr]"
 
 
 class SiameseNet(L.LightningModule):
@@ -38,13 +39,13 @@ class SiameseNet(L.LightningModule):
             return 0
         train = self.trainer.datamodule.datasets["train"]
         if train.text_features is None:
-            raise UserError("model.fusion=true needs text features: set data.text_features, e.g. [afinn, lda] or [afinn, lda, ocr]")
+            raise UserError(NO_TEXT_FEATURES)
         return train.text_features.shape[1]
 
     def text_of(self, batch: dict, key: str = "text_features") -> Tensor:
         """The batch's standardised text features, N×F (fusion only)."""
         if key not in batch:
-            raise UserError("model.fusion=true needs text features: set data.text_features, e.g. [afinn, lda] or [afinn, lda, ocr]")
+            raise UserError(NO_TEXT_FEATURES)
         return batch[key].float()
 
     def train(self, mode: bool = True) -> SiameseNet:
