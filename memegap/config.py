@@ -58,6 +58,16 @@ class ArasaacDataConfig(PairedDataConfig):
 
 
 @dataclass
+class CocoCaptionsDataConfig(PairedDataConfig):
+    _target_: str = "memegap.data.coco_captions.CocoCaptionsDataModule"
+    root: str = "data/coco"
+    captions_file: str = "captions.json"
+    image_dir: str = ""
+    prompt: str = ""
+    image_size: int = 224
+
+
+@dataclass
 class Cifar100DataConfig:
     _target_: str = "memegap.data.cifar100.Cifar100DataModule"
     root: str = "data/cifar100"
@@ -199,6 +209,30 @@ class DualEncoderConfig:
 
 
 @dataclass
+class ClipDoraConfig:
+    _target_: str = "memegap.models.clip.ClipDualEncoder"
+    loss: ContrastiveLossConfig = field(default_factory=ContrastiveLossConfig)
+    optimizer: AdamWConfig = field(default_factory=AdamWConfig)
+    name_or_path: str = "openai/clip-vit-base-patch32"
+    adapter_path: Optional[str] = None
+    finetune: str = "dora"
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"])
+    last_n: int = 2
+    lock_image_tower: bool = False
+    lock_text_tower: bool = False
+    train_projections: bool = True
+    train_logit_scale: bool = False
+    gradient_checkpointing: bool = False
+    max_logit_scale: float = 100.0
+    warmup_steps: int = 10
+    check_adapter_gradients: bool = True
+    save_weights: bool = True
+
+
+@dataclass
 class ImageClassifierConfig:
     _target_: str = "memegap.models.classifier.ImageClassifier"
     backbone: Any = None  # a node with _target_ (memegap.models.backbones), checked against that class
@@ -243,6 +277,7 @@ SCHEMAS = {
     "data": {
         "twemoji_schema": TwemojiDataConfig,
         "arasaac_schema": ArasaacDataConfig,
+        "coco_captions_schema": CocoCaptionsDataConfig,
         "cifar100_schema": Cifar100DataConfig,
         "image_sentiment_schema": ImageSentimentDataConfig,
         "memes_schema": MemesDataConfig,
@@ -250,6 +285,7 @@ SCHEMAS = {
     },
     "model": {
         "dual_encoder_schema": DualEncoderConfig,
+        "clip_dora_schema": ClipDoraConfig,
         "image_classifier_schema": ImageClassifierConfig,
         "siamese_triplet_schema": SiameseTripletConfig,
         "siamese_regression_schema": SiameseRegressionConfig,

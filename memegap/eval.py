@@ -1,6 +1,9 @@
 """memegap-eval: test a trained checkpoint on the test split of the composed data module.
 
     memegap-eval experiment=twemoji_gap ckpt_path=logs/twemoji_gap/runs/<run>/checkpoints/last.ckpt
+    memegap-eval experiment=coco_clip model.name_or_path=<run>/clip_merged             # CLIP: no checkpoint needed
+    memegap-eval experiment=coco_clip model.adapter_path=<run>/clip_adapters           # (or the base + adapters;
+    memegap-eval experiment=coco_clip                                                  #  or CLIP zero-shot)
 
 Prints Lightning's table of test metrics and writes a run dir of its own, logs/eval/runs/<run_id>/,
 with metrics.json ({"test": ...}), the geometry PNGs, the log and the config. The checkpoint is read
@@ -25,14 +28,19 @@ log = logging.getLogger(__name__)
 register_configs()
 
 
+# Models whose weights load from model.name_or_path (and adapter_path) without a Lightning checkpoint.
+LOADS_ITS_OWN_WEIGHTS = ("memegap.models.clip.ClipDualEncoder",)
+
+
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    if not cfg.get("ckpt_path"):
+    if not cfg.get("ckpt_path") and cfg.model.get("_target_") not in LOADS_ITS_OWN_WEIGHTS:
         raise UserError("memegap-eval needs ckpt_path=<path to a .ckpt file>")
     validate_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
     claim_run_dir(run_dir, None, "memegap-eval")
-    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir)
-    check_checkpoint_config(load_checkpoint(ckpt_path), ckpt_path, cfg, EVAL_MAY_CHANGE)
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir) if cfg.get("ckpt_path") else None
+    if ckpt_path:
+        check_checkpoint_config(load_checkpoint(ckpt_path), ckpt_path, cfg, EVAL_MAY_CHANGE)
     datamodule, model, trainer = prepare_run(cfg, run_dir)
     with run_attempt(run_dir), warnings.catch_warnings():
         # the checkpoint's training callbacks (checkpointing, RNG state) are left out on purpose

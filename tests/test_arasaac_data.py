@@ -18,11 +18,11 @@ def test_the_jocomunico_pictograms_split_by_concept(shared_data, tmp_path):
     assert len(read_pictograms(root)) == 1093
     module = ArasaacDataModule(str(root), image_size=16, store_dir=str(tmp_path / "store"))
     module.setup()
-    report = module.report
+    counts = module.counts
     # 10 rows repeat another row's image and word; the rest form concept groups by image, English or Spanish word
-    assert report["duplicates_removed"] == 10 and report["pairs"] == 1083 and report["unreadable_images"] == 0
-    assert report["train_pairs"] + report["val_pairs"] + report["test_pairs"] == 1083
-    assert 0.75 < report["train_pairs"] / 1083 < 0.85 and report["test_pairs"] >= 90  # a pool of 90 fits
+    assert counts["duplicates_removed"] == 10 and counts["pairs"] == 1083 and counts["unreadable_images"] == 0
+    assert counts["train_pairs"] + counts["val_pairs"] + counts["test_pairs"] == 1083
+    assert 0.75 < counts["train_pairs"] / 1083 < 0.85 and counts["test_pairs"] >= 90  # a pool of 90 fits
     train, test = module.datasets["train"], module.datasets["test"]
     assert not set(train.groups) & set(test.groups)  # no concept in both
     train_words = {text.removeprefix("A picture of ") for text in train.texts}
@@ -65,8 +65,8 @@ def test_the_api_layout_its_synsets_flags_and_a_missing_png(tmp_path):
     module = ArasaacDataModule(str(root), language="es", image_size=8, exclude_violence=True, split_fractions=(1.0, 0.0, 0.0),
                                store_dir=str(tmp_path / "store"))
     module.setup()
-    assert module.report["flagged_left_out"] == 1 and module.report["without_keyword"] == 1  # the fight; the ghost (no es)
-    assert module.report["unreadable_images"] == 1  # the kiss has no PNG: counted, left out
+    assert module.counts["flagged_left_out"] == 1 and module.counts["without_keyword"] == 1  # the fight; the ghost (no es)
+    assert module.counts["unreadable_images"] == 1  # the kiss has no PNG: counted, left out
     assert sorted(module.datasets["train"].ids) == ["1", "2", "3"]
     assert sorted(module.datasets["train"].texts) == ["Una imagen de gato", "Una imagen de perrito", "Una imagen de perro"]
 

@@ -23,7 +23,12 @@ def group_options(group: str) -> list[str]:
 
 
 # what each experiment needs beyond the mini overrides: its data on this machine
-EXPERIMENT_DATA = {"arasaac_gap": ["data.root={shared}/pictograms_jocomunico"]}
+EXPERIMENT_DATA = {
+    "arasaac_gap": ["data.root={shared}/pictograms_jocomunico"],
+    "coco_gap": ["data.root={shared}/coco_mini"],
+    "arasaac_clip": ["data.root={shared}/pictograms_jocomunico", "model.name_or_path={tiny_clip}"],
+    "coco_clip": ["data.root={shared}/coco_mini", "model.name_or_path={tiny_clip}"],
+}
 SINGLE_MODALITY_EXPERIMENTS = ("cifar100_cnn", "cifar100_resnet", "image_sentiment", "memes_triplet", "memes_regression", "memes_study", "posts_image")
 NEEDS_SHARED_DATA = ("image_sentiment", "memes_triplet", "memes_regression", "memes_study", "posts_image")
 
@@ -36,7 +41,10 @@ def test_experiment_runs_fast_dev_run(experiment, compose_train, request, tmp_pa
         data = experiment_data(experiment, tmp_path, shared)
         cfg = compose_config("train.yaml", [f"experiment={experiment}", *SINGLE_MODALITY_MINI_OVERRIDES, *data, *fast], tmp_path / "run")
     else:
-        data = [override.format(shared=request.getfixturevalue("shared_data")) for override in EXPERIMENT_DATA.get(experiment, [])]
+        needs = EXPERIMENT_DATA.get(experiment, [])
+        shared = request.getfixturevalue("shared_data") if needs else None
+        tiny_clip = request.getfixturevalue("tiny_clip") if any("{tiny_clip}" in override for override in needs) else None
+        data = [override.format(shared=shared, tiny_clip=tiny_clip) for override in needs]
         cfg = compose_train(f"experiment={experiment}", *data, *fast)
     metrics = train(cfg)
     assert metrics["test"]["test/loss"] > 0

@@ -113,7 +113,7 @@ def test_metrics_json_is_merged_never_shrunk(tmp_path):
 def test_a_split_smaller_than_the_retrieval_pool_trains_and_keeps_its_checkpoint(compose_train, tmp_path):
     # 24 validation pairs, pools of 90: the monitored _pool90 metric must exist, measured in one pool of 24.
     cfg = compose_train("logger=none", "callbacks.cross_modal_retrieval.pool_size=90", "trainer.max_epochs=2", "test_before_fit=false")
-    with pytest.warns(UserWarning, match=r"val has 24 pairs, fewer than callbacks\.cross_modal_retrieval\.pool_size=90"):
+    with pytest.warns(UserWarning, match=r"val has 24 images, fewer than callbacks\.cross_modal_retrieval\.pool_size=90"):
         metrics = train(cfg)
     assert "val/retrieval/image_to_text_R@1_pool90" in metrics["fit"] and metrics["fit"]["val/retrieval/pool_size"] == 24
     assert metrics["test"]["test/retrieval/image_to_text_R@1_pool90"] == metrics["test"]["test/retrieval/image_to_text_R@1"]

@@ -3,8 +3,9 @@
 Contract: a LightningModule's validation_step and test_step return {"loss": ..., "embeddings":
 self.embed(batch)}, where embed returns a dict of N×d tensors ({"image", "text"} or {"anchor",
 "positive"}, or {"image"} alone for a classifier). A classifier also returns "labels" (N, int64) and
-"logits" (N×C), a likes model "labels" (like bins) and "likes" (N); they are gathered beside the
-embeddings as `targets`. The sanity check is ignored. Under DDP the tensors of all ranks are gathered.
+"logits" (N×C), a likes model "labels" (like bins) and "likes" (N), a dual encoder "image_ids" (each
+pair's image, shared by the captions of one image); they are gathered beside the embeddings as
+`targets`. Callbacks get both on the module's device. The sanity check is ignored. Under DDP the tensors of all ranks are gathered.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor
 
 # What a classifier's steps return beside the embeddings (see the module docstring).
-TARGET_KEYS = ("labels", "logits", "likes")
+TARGET_KEYS = ("labels", "logits", "likes", "image_ids")
 
 
 class EmbeddingCollector(L.Callback, ABC):
@@ -49,13 +50,13 @@ class EmbeddingCollector(L.Callback, ABC):
     def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if trainer.sanity_checking or not self._batches:
             return
-        embeddings = {name: torch.cat(parts) for name, parts in self._batches.items()}
-        targets = {name: torch.cat(parts) for name, parts in self._targets.items()}
+        # Gathered on the CPU batch by batch, measured on the module's device (a GPU's when it has one).
+        embeddings = {name: torch.cat(parts).to(pl_module.device) for name, parts in self._batches.items()}
+        targets = {name: torch.cat(parts).to(pl_module.device) for name, parts in self._targets.items()}
         self._reset()
         if trainer.world_size > 1:
             embeddings, targets = (
-                {name: pl_module.all_gather(value.to(pl_module.device)).flatten(0, 1).cpu() for name, value in tensors.items()}
-                for tensors in (embeddings, targets)
+                {name: pl_module.all_gather(value).flatten(0, 1) for name, value in tensors.items()} for tensors in (embeddings, targets)
             )
         self.on_embeddings(trainer, pl_module, stage, embeddings, targets)
 

@@ -11,6 +11,7 @@ from torch import Tensor
 from memegap.callbacks.collect import EmbeddingCollector
 from memegap.callbacks.log_media import log_histogram, log_picture
 from memegap.metrics.geometry import class_cosine_histograms, class_cosine_means, cosine_histograms, geometry_summary, uniformity
+from memegap.metrics.retrieval import images_of_rows
 from memegap.utils.io import atomic_path
 
 
@@ -18,6 +19,9 @@ class EmbeddingGeometry(EmbeddingCollector):
     """Paired embeddings (two modalities): logs `<stage>/geometry/{gap, alignment, uniformity_<modality>,
     uniformity}` each epoch and the four cosine histograms `<stage>/geometry/cosine_{intra_<x>, intra_<y>,
     inter_paired, inter_cross}`.
+
+    Pairs whose "image_ids" target names their image (COCO's 5 captions per image) are measured on each image
+    once, with its first caption.
 
     One modality with class labels (a classifier's features): logs `<stage>/geometry/uniformity`, the
     mean cosine of same-class and of other-class pairs (`cosine_same_class_mean`, `cosine_other_class_mean`)
@@ -37,6 +41,9 @@ class EmbeddingGeometry(EmbeddingCollector):
             rank_zero_warn(f"{stage}: fewer than 2 embeddings; geometry needs at least 2, skipped")
             return
         if len(embeddings) >= 2:
+            if "image_ids" in targets:  # several captions per image: each image once, with its first caption
+                first_rows, _ = images_of_rows(targets["image_ids"])
+                embeddings = {name: value[first_rows.to(value.device)] for name, value in embeddings.items()}
             scalars, panels, edges = self._paired(embeddings)
         elif "labels" in targets:
             scalars, panels, edges = self._labelled(embeddings, targets["labels"])

@@ -12,7 +12,7 @@ and resized once into the packed image store.
 Split (ours; the thesis gives none): fixed, by concept. Pictograms that share image bytes, a keyword
 (in either language) or a synset form one group, and a group lands in one split, stratified by group
 size (memegap.data.splits), so a test pictogram never has a same-word or same-image twin in train.
-Exact duplicates (same image bytes and same prompt) are kept once; `ArasaacDataModule.report` counts
+Exact duplicates (same image bytes and same prompt) are kept once; `ArasaacDataModule.counts` counts
 them, the groups, the flagged pictograms left out and the unreadable images.
 
 ARASAAC pictograms are CC BY-NC-SA (Gobierno de Aragón, author Sergio Palao).
@@ -144,7 +144,7 @@ class ArasaacDataModule(PairedDataModule):
     ) -> None:
         super().__init__(language, split_fractions)
         self.save_hyperparameters()
-        self.report: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
 
     def _pairs(self) -> tuple[list[ArasaacPictogram], list[str], list[str]]:
         """The pairs this config uses, with their concept group and split; fills `report`.
@@ -168,7 +168,7 @@ class ArasaacDataModule(PairedDataModule):
             if (digest, pictogram.prompt(hp.language)) not in seen:
                 seen.add((digest, pictogram.prompt(hp.language)))
                 kept.append((pictogram, group, split))
-        self.report = {
+        self.counts = {
             "pictograms": len(pictograms),
             "flagged_left_out": flagged,
             "without_keyword": without_keyword,
@@ -189,11 +189,11 @@ class ArasaacDataModule(PairedDataModule):
         pictograms, groups, split_of = self._pairs()
         store = self._store(pictograms)
         readable = {row["key"] for row in store.rows() if row["status"] == "ok"}
-        self.report["unreadable_images"] = len(pictograms) - len(readable)
+        self.counts["unreadable_images"] = len(pictograms) - len(readable)
         for split in SPLITS:
             members = [(p, g) for p, g, s in zip(pictograms, groups, split_of) if s == split and p.key in readable]
             members = evenly_spaced(members, hp.max_per_split)
             ids = [p.key for p, _ in members]
             self.datasets[split] = ImageTextPairs(ids, [p.prompt(hp.language) for p, _ in members], store.load(ids), [g for _, g in members])
-            self.report[f"{split}_pairs"] = len(ids)
-        log.info("ARASAAC pairs from %s: %s", hp.root, self.report)
+            self.counts[f"{split}_pairs"] = len(ids)
+        log.info("ARASAAC pairs from %s: %s", hp.root, self.counts)

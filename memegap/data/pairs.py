@@ -6,9 +6,10 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from memegap.data.sampling import SplitLoaders, make_loader
+from memegap.data.splits import evenly_spaced
 from memegap.errors import UserError
 
 # Prompts of the pictogram sources (Twemoji, ARASAAC), by language: "A picture of {name}".
@@ -16,22 +17,28 @@ PROMPTS = {"en": "A picture of {name}", "es": "Una imagen de {name}"}
 
 
 class ImageTextPairs(Dataset):
-    """Pairs with images as one uint8 tensor N×3×S×S (read from the image store).
+    """Pairs with images as one uint8 tensor M×3×S×S (read from the image store).
 
-    Item: {"image": float 3×S×S in [0, 1], "text": str, "label": int (the row), "id": str}.
-    `groups` (one key per pair: the base emoji, the concept) lets a sampler keep a group together.
+    Item: {"image": float 3×S×S in [0, 1], "text": str, "label": int (the pair's image: its row of
+    `images`), "id": str}. `image_rows` (one per pair) lets several texts share an image (COCO's 5
+    captions); None: pair i is image i. `groups` (one key per pair: the base emoji, the concept) lets a
+    sampler keep a group together.
     """
 
-    def __init__(self, ids: Sequence[str], texts: Sequence[str], images: torch.Tensor, groups: Sequence[str]) -> None:
-        if not len(ids) == len(texts) == len(images) == len(groups):
-            raise ValueError(f"pairs need as many ids, texts, images and groups: {len(ids)}, {len(texts)}, {len(images)}, {len(groups)}")
-        self.ids, self.texts, self.images, self.groups = list(ids), list(texts), images, list(groups)
+    def __init__(
+        self, ids: Sequence[str], texts: Sequence[str], images: torch.Tensor, groups: Sequence[str], image_rows: Sequence[int] | None = None
+    ) -> None:
+        image_rows = list(range(len(images))) if image_rows is None else list(image_rows)
+        if not len(ids) == len(texts) == len(image_rows) == len(groups):
+            raise ValueError(f"pairs need as many ids, texts, image rows and groups: {len(ids)}, {len(texts)}, {len(image_rows)}, {len(groups)}")
+        self.ids, self.texts, self.images, self.groups, self.image_rows = list(ids), list(texts), images, list(groups), image_rows
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, index: int) -> dict:
-        return {"image": self.images[index].float() / 255.0, "text": self.texts[index], "label": index, "id": self.ids[index]}
+        row = self.image_rows[index]
+        return {"image": self.images[row].float() / 255.0, "text": self.texts[index], "label": row, "id": self.ids[index]}
 
 
 class PairedDataModule(SplitLoaders, L.LightningDataModule):
@@ -55,4 +62,16 @@ class PairedDataModule(SplitLoaders, L.LightningDataModule):
         dataset = self.datasets[split]
         batch_size = self.hparams.batch_size if training else self.hparams.eval_batch_size
         groups = dataset.groups if self.group_batches else None
-        return make_loader(dataset, batch_size, self.hparams.num_workers, training, self.hparams.seed, groups)
+        return make_loader(dataset, batch_size, self.hparams.num_workers, training, self.hparams.seed, groups, sampler=self._train_sampler(dataset) if training else None)
+
+    def _train_sampler(self, dataset: ImageTextPairs) -> Sampler | None:
+        """A training sampler of the subclass's own (None: every pair once per epoch, in random order)."""
+        return None
+
+    def subset_loader(self, split: str, images: int) -> DataLoader:
+        """All pairs of `images` images spread evenly over `split`, in order, in evaluation batches: a
+        fixed subset to measure R@k on (the training split's, to see overfitting)."""
+        dataset = self.datasets[split]
+        chosen = set(evenly_spaced(sorted(set(dataset.image_rows)), images))
+        rows = [index for index, row in enumerate(dataset.image_rows) if row in chosen]
+        return make_loader(Subset(dataset, rows), self.hparams.eval_batch_size, 0, False, self.hparams.seed)

@@ -44,6 +44,29 @@ class EpochSeededSampler(Sampler[int]):
         return self.size
 
 
+class OnePerGroupSampler(Sampler[int]):
+    """Per epoch, one item of each group, drawn from seed + epoch, the groups in random order (COCO
+    training: one of an image's captions per epoch). groups: one key per item."""
+
+    def __init__(self, groups: Sequence[int], seed: int = 0) -> None:
+        self.members: dict[int, list[int]] = {}
+        for index, group in enumerate(groups):
+            self.members.setdefault(group, []).append(index)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        groups = list(self.members.values())
+        choice = (torch.rand(len(groups), generator=generator) * torch.tensor([len(members) for members in groups])).long().tolist()
+        return iter([groups[k][choice[k]] for k in torch.randperm(len(groups), generator=generator).tolist()])
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+
 class WeightedEpochSampler(Sampler[int]):
     """len(weights) draws with replacement, item i with probability weights[i] / Σ weights, from
     seed + epoch (a class-balanced sampler when weights are 1 / class count)."""
@@ -70,14 +93,15 @@ def make_loader(
     seed: int,
     groups: Sequence[str] | None = None,
     sample_weights: torch.Tensor | None = None,
+    sampler: Sampler | None = None,
 ) -> DataLoader:
     """A DataLoader that never draws from the global RNG (its own generator, an epoch-seeded sampler).
 
     groups: see EpochSeededSampler; sample_weights: draw with replacement by these weights instead
-    (WeightedEpochSampler). Both only when shuffling.
+    (WeightedEpochSampler). Both only when shuffling. sampler: one of the caller's own (it must draw
+    from seed + epoch too), used as given.
     """
-    sampler = None
-    if shuffle:
+    if shuffle and sampler is None:
         sampler = WeightedEpochSampler(sample_weights, seed) if sample_weights is not None else EpochSeededSampler(dataset, seed, groups)
     return DataLoader(
         dataset,

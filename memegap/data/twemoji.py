@@ -130,6 +130,7 @@ class TwemojiDataModule(PairedDataModule):
             raise UserError(f"data.split_by must be one of {list(SPLIT_BY)}, got {split_by!r}")
         self.save_hyperparameters()
         self.group_batches = group_variants
+        self.counts: dict[str, int] = {}
 
     def _store(self, pictograms: list[Pictogram]) -> ImageStore:
         """The packed store of every Twemoji PNG at this image size (built once, then reused)."""
@@ -142,6 +143,7 @@ class TwemojiDataModule(PairedDataModule):
         pictograms = list_pictograms()
         store = self._store(pictograms)
         readable = {row["key"] for row in store.rows() if row["status"] == "ok"}
+        self.counts = {"pictograms": len(pictograms), "unreadable_images": len(pictograms) - len(readable)}
         if len(readable) < len(pictograms):
             log.warning("%d Twemoji PNGs could not be read and are left out (see %s)", len(pictograms) - len(readable), store.dir / ROWS)
         by_split = split_pictograms(pictograms, self.hparams.split_by, tuple(self.hparams.split_fractions))
@@ -151,3 +153,4 @@ class TwemojiDataModule(PairedDataModule):
             ids = [p.path.stem for p in kept]
             texts = [PROMPTS[self.hparams.language].format(name=p.names[self.hparams.language]) for p in kept]
             self.datasets[split] = ImageTextPairs(ids, texts, store.load(ids), [p.base for p in kept])
+            self.counts[f"{split}_pairs"] = len(ids)

@@ -4,6 +4,8 @@ Every function takes *raw* embeddings of shape N×d (any float dtype), L2-normal
 accumulates in float64. Nothing builds an N×N matrix: pairwise terms are computed block by block
 (block_size × block_size), and per-row terms block_size rows at a time, so memory stays
 O(block_size² + N·d) whatever N is (N = 100,000, d = 512: about 0.3 GB, see benchmarks/geometry.py).
+They run on the device the embeddings are on (a GPU's when the callbacks hand them over from one);
+histogram counts come back on the CPU.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def uniformity(x: Tensor, t: float = 2.0, block_size: int = DEFAULT_BLOCK_SIZE) 
     n = x_hat.shape[0]
     if n < 2:
         raise ValueError("uniformity needs at least 2 embeddings")
-    total = torch.zeros((), dtype=torch.float64)
+    total = torch.zeros((), dtype=torch.float64, device=x_hat.device)
     blocks = _blocks(n, block_size)
     for bi, rows in enumerate(blocks):
         for cols in blocks[bi:]:
@@ -102,7 +104,7 @@ def cosine_histograms(
     x_hat, y_hat = _normalise(x), _normalise(y)
     n = x_hat.shape[0]
     edges = torch.linspace(-1.0, 1.0, bins + 1, dtype=torch.float64)
-    counts = {name: torch.zeros(bins, dtype=torch.int64) for name in COSINE_HISTOGRAMS}
+    counts = {name: torch.zeros(bins, dtype=torch.int64, device=x_hat.device) for name in COSINE_HISTOGRAMS}
 
     def add(name: str, cosines: Tensor) -> None:
         # Bin k holds [edges[k], edges[k+1]); cos = 1 (and rounding above it) falls in the last bin.
@@ -113,8 +115,8 @@ def cosine_histograms(
     for bi, rows in enumerate(blocks):
         for bj, cols in enumerate(blocks):
             if bi == bj:
-                row_ids = torch.arange(rows.start, rows.stop).unsqueeze(1)
-                col_ids = torch.arange(cols.start, cols.stop).unsqueeze(0)
+                row_ids = torch.arange(rows.start, rows.stop, device=x_hat.device).unsqueeze(1)
+                col_ids = torch.arange(cols.start, cols.stop, device=x_hat.device).unsqueeze(0)
                 upper, off_diagonal = col_ids > row_ids, col_ids != row_ids
                 add("intra_x", (x_hat[rows] @ x_hat[cols].T)[upper])
                 add("intra_y", (y_hat[rows] @ y_hat[cols].T)[upper])
@@ -125,7 +127,7 @@ def cosine_histograms(
                     add("intra_y", y_hat[rows] @ y_hat[cols].T)
                 add("inter_cross", x_hat[rows] @ y_hat[cols].T)
     add("inter_paired", (x_hat * y_hat).sum(1))
-    return counts, edges
+    return {name: values.cpu() for name, values in counts.items()}, edges
 
 
 def class_cosine_histograms(x: Tensor, labels: Tensor, bins: int = 50, block_size: int = DEFAULT_BLOCK_SIZE) -> tuple[dict[str, Tensor], Tensor]:
@@ -139,7 +141,8 @@ def class_cosine_histograms(x: Tensor, labels: Tensor, bins: int = 50, block_siz
         raise ValueError(f"labels must hold one class per row of x: shapes {tuple(labels.shape)} and {tuple(x.shape)}")
     x_hat = _normalise(x)
     edges = torch.linspace(-1.0, 1.0, bins + 1, dtype=torch.float64)
-    counts = {name: torch.zeros(bins, dtype=torch.int64) for name in ("same_class", "other_class")}
+    counts = {name: torch.zeros(bins, dtype=torch.int64, device=x_hat.device) for name in ("same_class", "other_class")}
+    labels = labels.to(x_hat.device)
     blocks = _blocks(x_hat.shape[0], block_size)
     for bi, rows in enumerate(blocks):
         for cols in blocks[bi:]:
@@ -147,11 +150,12 @@ def class_cosine_histograms(x: Tensor, labels: Tensor, bins: int = 50, block_siz
             same = labels[rows].unsqueeze(1) == labels[cols].unsqueeze(0)
             pairs = torch.ones_like(same)
             if rows == cols:
-                pairs = torch.arange(rows.start, rows.stop).unsqueeze(1) < torch.arange(cols.start, cols.stop).unsqueeze(0)
+                ids = torch.arange(rows.start, rows.stop, device=x_hat.device)
+                pairs = ids.unsqueeze(1) < ids.unsqueeze(0)
             index = ((cosines.double().clamp(-1.0, 1.0) + 1.0) * (bins / 2.0)).long().clamp_(0, bins - 1)
             counts["same_class"] += torch.bincount(index[pairs & same], minlength=bins)
             counts["other_class"] += torch.bincount(index[pairs & ~same], minlength=bins)
-    return counts, edges
+    return {name: values.cpu() for name, values in counts.items()}, edges
 
 
 def class_cosine_means(x: Tensor, labels: Tensor) -> dict[str, float]:
@@ -160,8 +164,9 @@ def class_cosine_means(x: Tensor, labels: Tensor) -> dict[str, float]:
     Σ_{i<j, same class} cos = (Σ_c ‖s_c‖² − N) / 2 and Σ_{i<j} cos = (‖s‖² − N) / 2."""
     x_hat = _normalise(x).double()
     n = x_hat.shape[0]
-    class_sums = torch.zeros(int(labels.max()) + 1, x_hat.shape[1], dtype=torch.float64).index_add_(0, labels.long(), x_hat)
-    class_sizes = torch.bincount(labels.long()).double()
+    labels = labels.long().to(x_hat.device)
+    class_sums = torch.zeros(int(labels.max()) + 1, x_hat.shape[1], dtype=torch.float64, device=x_hat.device).index_add_(0, labels, x_hat)
+    class_sizes = torch.bincount(labels).double()
     same_pairs = float((class_sizes * (class_sizes - 1) / 2).sum())
     all_pairs = n * (n - 1) / 2
     same_total = float((class_sums.pow(2).sum() - n) / 2)

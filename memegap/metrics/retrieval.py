@@ -8,16 +8,34 @@ from torch import Tensor
 DEFAULT_KS = (1, 5, 10)
 
 
-def _ranks_of_matches(queries: Tensor, candidates: Tensor) -> Tensor:
-    """Rank (0 = first) of candidate i for query i under cosine similarity, for each i. Both N×d.
+RANK_BLOCK = 4096  # text rows scored at a time: memory stays O(block × images), not O(texts × images)
 
-    Ties count in favour of the match: the rank is the number of candidates scoring strictly higher.
+
+def _ranks(images: Tensor, texts: Tensor, owner: Tensor) -> tuple[Tensor, Tensor]:
+    """Ranks (0 = first) under cosine similarity of M images (M×d) and T texts (T×d), text t describing
+    image owner[t] (T, int64 in [0, M)); every image has at least one text.
+
+    text→image: for each text, the images scoring strictly higher than its own image.
+    image→text: for each image, the texts of other images scoring strictly higher than its best-scoring
+    own text (a hit when any of its texts is retrieved: the COCO convention; with one text per image,
+    simply the rank of that text). Ties count in favour of the match. Returns (image_to_text M, text_to_image T).
     """
-    q = torch.nn.functional.normalize(queries.detach().float(), dim=1)
-    c = torch.nn.functional.normalize(candidates.detach().float(), dim=1)
-    scores = q @ c.T
-    matched = scores.diagonal().unsqueeze(1)
-    return (scores > matched).sum(1)
+    images = torch.nn.functional.normalize(images.detach().float(), dim=1)
+    texts = torch.nn.functional.normalize(texts.detach().float(), dim=1)
+    blocks = [slice(start, start + RANK_BLOCK) for start in range(0, len(texts), RANK_BLOCK)]
+    # Each match's own score is read from the same product as the scores it is compared with, so
+    # rounding can never rank a match below itself; hence two passes over the blocks.
+    best_own = torch.full((len(images),), -torch.inf, device=images.device)
+    text_to_image = []
+    for rows in blocks:
+        scores = texts[rows] @ images.T  # block × M
+        own = scores.gather(1, owner[rows, None])
+        text_to_image.append((scores > own).sum(1))
+        best_own.scatter_reduce_(0, owner[rows], own.squeeze(1), "amax")
+    image_to_text = torch.zeros(len(images), dtype=torch.long, device=images.device)
+    for rows in blocks:
+        image_to_text += (texts[rows] @ images.T > best_own[None, :]).sum(0)  # own texts never beat the best own one
+    return image_to_text, torch.cat(text_to_image)
 
 
 POOL_MODES = ("random", "batches")
@@ -42,6 +60,19 @@ def pools(n: int, pool_size: int | None = None, pool_seed: int = 0, repeats: int
     return [order[start : start + size] for order in orders for start in range(0, n - size + 1, size)]
 
 
+def images_of_rows(image_of_row: Tensor) -> tuple[Tensor, Tensor]:
+    """For rows keyed by their image (N): (the first row of each image, M, in order of first appearance;
+    each row's image as an index into those, N)."""
+    position: dict[int, int] = {}  # image key -> its index
+    first_rows, owner = [], []
+    for row, key in enumerate(image_of_row.tolist()):
+        if key not in position:
+            position[key] = len(first_rows)
+            first_rows.append(row)
+        owner.append(position[key])
+    return torch.tensor(first_rows, dtype=torch.long), torch.tensor(owner, dtype=torch.long)
+
+
 def recall_at_k(
     image: Tensor,
     text: Tensor,
@@ -50,9 +81,15 @@ def recall_at_k(
     pool_seed: int = 0,
     pool_repeats: int = 1,
     pool_mode: str = "random",
+    image_of_row: Tensor | None = None,
 ) -> dict[str, float]:
     """image→text and text→image R@k, mean rank and median rank (1 = the match ranked first) for paired
     rows of `image` and `text` (N×d each).
+
+    image_of_row (N, any integer key): rows with the same key are captions of one image (COCO: 5 per
+    image; the image's embedding repeated on each of its rows). Then the images are ranked once each
+    (a hit when any of their captions is retrieved), texts one query per caption, and pools are drawn
+    over images (a pool of P images holds all their captions). None: one text per image.
 
     pool_size=None ranks every candidate of the split. With pool_size=P the pairs are shuffled by a fixed
     permutation (pool_seed), so that neighbouring rows (e.g. variants of one emoji) do not fill a pool,
@@ -68,14 +105,25 @@ def recall_at_k(
     if not (torch.isfinite(image).all() and torch.isfinite(text).all()):
         # NaN compares false, so every rank would be 0 and R@k a perfect 1.0: refuse instead.
         raise ValueError("embeddings hold NaN or inf values (a diverged model, or broken weights or inputs): no R@k")
+    if image_of_row is None:
+        first_rows, owner = torch.arange(len(image)), torch.arange(len(image))
+    else:
+        first_rows, owner = images_of_rows(image_of_row)
+    images = image[first_rows.to(image.device)]
+    owner = owner.to(image.device)
     ranks = {"image_to_text": [], "text_to_image": []}
-    for pool in pools(image.shape[0], pool_size, pool_seed, pool_repeats, pool_mode):
-        ranks["image_to_text"].append(_ranks_of_matches(image[pool], text[pool]))
-        ranks["text_to_image"].append(_ranks_of_matches(text[pool], image[pool]))
+    for pool in pools(len(images), pool_size, pool_seed, pool_repeats, pool_mode):
+        pool = pool.to(image.device)
+        local = torch.full((len(images),), -1, dtype=torch.long, device=image.device)
+        local[pool] = torch.arange(len(pool), device=image.device)
+        rows = (local[owner] >= 0).nonzero().squeeze(1)  # the captions of the pool's images
+        image_to_text, text_to_image = _ranks(images[pool], text[rows], local[owner[rows]])
+        ranks["image_to_text"].append(image_to_text)
+        ranks["text_to_image"].append(text_to_image)
     suffix = "" if pool_size is None else f"_{POOL_KEY[pool_mode]}{pool_size}"
     metrics = {}
     for direction, direction_ranks in ranks.items():
-        positions = torch.cat(direction_ranks).double() + 1.0  # 1 = first
+        positions = torch.cat(direction_ranks).double().cpu() + 1.0  # 1 = first
         metrics |= {f"{direction}_R@{k}{suffix}": float((positions <= k).double().mean()) for k in ks}
         metrics[f"{direction}_mean_rank{suffix}"] = float(positions.mean())
         metrics[f"{direction}_median_rank{suffix}"] = float(positions.quantile(0.5))  # the mean of the two middle ranks for even counts

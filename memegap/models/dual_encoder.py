@@ -25,7 +25,94 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-class DualEncoder(L.LightningModule):
+class ContrastiveDualEncoder(L.LightningModule):
+    """What every dual encoder shares: the contrastive steps and their logs, the gradient-accumulation
+    warning, the adapter-gradient check, the temperature clamp, checkpoints without the frozen pretrained
+    weights, and AdamW-style optimisation with warm-up and cosine decay.
+
+    A subclass builds its modules, calls save_hyperparameters (warmup_steps, max_logit_scale,
+    check_adapter_gradients among them), sets `has_adapters`, and defines embed(batch) ->
+    {"image": N×D, "text": N×D} (raw, not normalised) and `logit_scale` (a scalar parameter, log of 1/T).
+    """
+
+    has_adapters = False
+
+    def __init__(self, loss: nn.Module, optimizer: partial) -> None:
+        super().__init__()
+        self.loss, self.optimizer_factory = loss, optimizer
+
+    def embed(self, batch: dict) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def _step(self, batch: dict, stage: str) -> dict:
+        embeddings = self.embed(batch)
+        losses = self.loss(embeddings["image"], embeddings["text"], self.logit_scale)
+        logged = {"batch_size": len(batch["text"]), "on_epoch": True, "on_step": stage == "train"}
+        self.log(f"{stage}/loss", losses["loss"], prog_bar=True, **logged)
+        for name, value in losses.items():
+            if name != "loss":
+                self.log(f"{stage}/loss/{name}", value, **logged)
+        return {"loss": losses["loss"], "embeddings": {name: value.detach() for name, value in embeddings.items()}, "image_ids": batch["label"]}
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss = self._step(batch, "train")["loss"]
+        self.log("train/temperature", 1.0 / self.logit_scale.exp(), on_step=True, on_epoch=False)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._step(batch, "test")
+
+    def on_fit_start(self) -> None:
+        accumulated = self.trainer.accumulate_grad_batches
+        if accumulated > 1:
+            rank_zero_warn(
+                f"trainer.accumulate_grad_batches={accumulated} does not give a bigger contrastive batch: every loss term "
+                f"compares a pair only with the other pairs of its own batch (data.batch_size). Raise data.batch_size "
+                f"instead, or use gradient checkpointing to fit it."
+            )
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # DoRA's B matrices start at zero, so A gets its first gradient at the second step: check then.
+        if self.hparams.check_adapter_gradients and self.has_adapters and self.global_step == 1:
+            missing = adapters_without_gradient(self)
+            if missing:
+                raise AdapterWithoutGradientError(missing)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        with torch.no_grad():
+            self.logit_scale.clamp_(0.0, math.log(self.hparams.max_logit_scale))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the frozen tower weights out of checkpoints (116 MB for the packaged towers, 1.7 GB for
+        CLIP ViT-L/14): they are the pretrained weights, which every run rebuilds. Adapters, trained
+        layers, projections, temperature and buffers stay."""
+        frozen = {name for name, parameter in self.named_parameters() if not parameter.requires_grad}
+        checkpoint["state_dict"] = {name: value for name, value in checkpoint["state_dict"].items() if name not in frozen}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Fill in the frozen weights left out by on_save_checkpoint from this model's own (pretrained) ones,
+        so that loading stays strict for every key the checkpoint should hold."""
+        frozen = {name: parameter for name, parameter in self.named_parameters() if not parameter.requires_grad}
+        for name, parameter in frozen.items():
+            checkpoint["state_dict"].setdefault(name, parameter.detach())  # loads onto itself: no copy kept
+
+    def configure_optimizers(self):
+        trainable = [parameter for parameter in self.parameters() if parameter.requires_grad]
+        optimizer = self.optimizer_factory(params=trainable)
+        schedule = partial(
+            warmup_cosine,
+            warmup_steps=self.hparams.warmup_steps,
+            total_steps=int(self.trainer.estimated_stepping_batches),
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class DualEncoder(ContrastiveDualEncoder):
     """Dual encoder trained with a contrastive loss on batches {"image": N×3×H×W, "text": list[str]}.
 
     loss: a module returning {"loss": total, <term>: value, ...} (memegap.losses.contrastive.ContrastiveLoss);
@@ -55,17 +142,17 @@ class DualEncoder(L.LightningModule):
         warmup_steps: int = 10,
         check_adapter_gradients: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(loss, optimizer)
         # Modules and the optimizer factory are rebuilt from the config, not pickled into checkpoints.
         self.save_hyperparameters(ignore=["image_tower", "text_tower", "loss", "optimizer"], logger=False)
-        self.optimizer_factory = optimizer
+        self.has_adapters = dora_rank > 0 and not (lock_image_tower and lock_text_tower)
         towers = ((image_tower, image_adapter_targets, lock_image_tower), (text_tower, text_adapter_targets, lock_text_tower))
         for tower, targets, locked in towers:
             if dora_rank > 0 and not locked:
                 add_dora(tower, targets or tower.default_adapter_targets, dora_rank, dora_alpha, dora_dropout)
             else:
                 tower.requires_grad_(False)
-        self.image_tower, self.text_tower, self.loss = image_tower, text_tower, loss
+        self.image_tower, self.text_tower = image_tower, text_tower
         self.image_projection = nn.Linear(image_tower.output_dim, embed_dim, bias=False)
         self.text_projection = nn.Linear(text_tower.output_dim, embed_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
@@ -75,69 +162,3 @@ class DualEncoder(L.LightningModule):
             "image": self.image_projection(self.image_tower(batch["image"])),
             "text": self.text_projection(self.text_tower(batch["text"])),
         }
-
-    def _step(self, batch: dict, stage: str) -> dict:
-        embeddings = self.embed(batch)
-        losses = self.loss(embeddings["image"], embeddings["text"], self.logit_scale)
-        logged = {"batch_size": len(batch["text"]), "on_epoch": True, "on_step": stage == "train"}
-        self.log(f"{stage}/loss", losses["loss"], prog_bar=True, **logged)
-        for name, value in losses.items():
-            if name != "loss":
-                self.log(f"{stage}/loss/{name}", value, **logged)
-        return {"loss": losses["loss"], "embeddings": {name: value.detach() for name, value in embeddings.items()}}
-
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        loss = self._step(batch, "train")["loss"]
-        self.log("train/temperature", 1.0 / self.logit_scale.exp(), on_step=True, on_epoch=False)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
-        return loss
-
-    def validation_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._step(batch, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._step(batch, "test")
-
-    def on_fit_start(self) -> None:
-        accumulated = self.trainer.accumulate_grad_batches
-        if accumulated > 1:
-            rank_zero_warn(
-                f"trainer.accumulate_grad_batches={accumulated} does not give a bigger contrastive batch: every loss term "
-                f"compares a pair only with the other pairs of its own batch (data.batch_size). Raise data.batch_size "
-                f"instead, or use gradient checkpointing to fit it."
-            )
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # DoRA's B matrices start at zero, so A gets its first gradient at the second step: check then.
-        if self.hparams.check_adapter_gradients and self.hparams.dora_rank > 0 and self.global_step == 1:
-            missing = adapters_without_gradient(self)
-            if missing:
-                raise AdapterWithoutGradientError(missing)
-
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        with torch.no_grad():
-            self.logit_scale.clamp_(0.0, math.log(self.hparams.max_logit_scale))
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep the frozen tower weights out of checkpoints (about 116 MB): they are the packaged
-        pretrained weights, which every run rebuilds. Adapters, projections, temperature and buffers stay."""
-        frozen = {name for name, parameter in self.named_parameters() if not parameter.requires_grad}
-        checkpoint["state_dict"] = {name: value for name, value in checkpoint["state_dict"].items() if name not in frozen}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Fill in the frozen weights left out by on_save_checkpoint from this model's own (pretrained) ones,
-        so that loading stays strict for every key the checkpoint should hold."""
-        frozen = {name: parameter for name, parameter in self.named_parameters() if not parameter.requires_grad}
-        for name, parameter in frozen.items():
-            checkpoint["state_dict"].setdefault(name, parameter.detach())  # loads onto itself: no copy kept
-
-    def configure_optimizers(self):
-        trainable = [parameter for parameter in self.parameters() if parameter.requires_grad]
-        optimizer = self.optimizer_factory(params=trainable)
-        schedule = partial(
-            warmup_cosine,
-            warmup_steps=self.hparams.warmup_steps,
-            total_steps=int(self.trainer.estimated_stepping_batches),
-        )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
