@@ -20,12 +20,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from memegap.data.twemoji import GENDER_SIGNS, GENDERED_PEOPLE, SKIN_TONES, list_pictograms
 from memegap.metrics.retrieval import pools
+from memegap.utils.trained_run import embed_split, run_config, trained_model
 
 # The code points that base_emoji() drops or maps to make the base key: a variant is its base plus these.
 PERSON_MARKS = GENDER_SIGNS | set(GENDERED_PEOPLE) | set(GENDERED_PEOPLE.values())
@@ -47,34 +46,6 @@ def pictogram_kind(sequence: str, family_size: int) -> str:
 def person_marks(sequence: str) -> str:
     """The man / woman / person (boy, girl, child ...) characters and gender signs of an emoji sequence."""
     return "".join(c for c in sequence if c in PERSON_MARKS)
-
-
-def best_checkpoint(run_dir: Path) -> Path:
-    """The run's one epoch_*.ckpt (ModelCheckpoint keeps the best, save_top_k=1), else last.ckpt."""
-    checkpoints = run_dir / "checkpoints"
-    candidates = sorted(checkpoints.glob("epoch_*.ckpt"))
-    if len(candidates) > 1:
-        raise ValueError(f"{checkpoints} holds {len(candidates)} epoch checkpoints: pass the one to use with --checkpoint")
-    if not candidates and not (checkpoints / "last.ckpt").is_file():
-        raise FileNotFoundError(f"{checkpoints} holds no checkpoint: train the run first")
-    return candidates[0] if candidates else checkpoints / "last.ckpt"
-
-
-@torch.no_grad()
-def embed_split(cfg: DictConfig, run_dir: Path, split: str, checkpoint_path: Path | None = None) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Image and text embeddings (N×d each) of `split` under a checkpoint of the run (default: its best),
-    and the row ids. `cfg` is the run's composed config."""
-    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-    datamodule.setup()
-    model = hydra.utils.instantiate(cfg.model, _convert_="all")
-    checkpoint = torch.load(checkpoint_path or best_checkpoint(run_dir), map_location="cpu", weights_only=True)
-    model.on_load_checkpoint(checkpoint)  # adds the frozen pretrained weights, which checkpoints leave out
-    model.load_state_dict(checkpoint["state_dict"])
-    model.eval()
-    loader = getattr(datamodule, f"{split}_dataloader")()
-    parts = [(model.embed(batch), batch["id"]) for batch in loader]
-    embeddings = {key: torch.cat([part[key] for part, _ in parts]) for key in ("image", "text")}
-    return embeddings, [row_id for _, ids in parts for row_id in ids]
 
 
 def error_kinds(embeddings: dict[str, torch.Tensor], ids: list[str], pool_size: int, pool_repeats: int = 1) -> dict[str, float]:
@@ -115,8 +86,8 @@ def main() -> None:
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--checkpoint", type=Path, help="a .ckpt of the run (default: its best, checkpoints/epoch_*.ckpt)")
     args = parser.parse_args()
-    cfg = OmegaConf.load(args.run_dir / ".hydra" / "config.yaml")
-    embeddings, ids = embed_split(cfg, args.run_dir, args.split, args.checkpoint)
+    cfg = run_config(args.run_dir)
+    embeddings, ids = embed_split(cfg, trained_model(cfg, args.run_dir, args.checkpoint), args.split)
     retrieval = cfg.callbacks.cross_modal_retrieval
     kinds = error_kinds(embeddings, ids, retrieval.pool_size, retrieval.get("pool_repeats", 1))
     print(json.dumps({"run": str(args.run_dir), "split": args.split, **kinds}, indent=2))

@@ -86,6 +86,28 @@ def uniformity(x: Tensor, t: float = 2.0, block_size: int = DEFAULT_BLOCK_SIZE) 
     return float(torch.log(total / (n * (n - 1))) - 2.0 * t)
 
 
+def cosine_spread(x: Tensor, block_size: int = DEFAULT_BLOCK_SIZE) -> dict[str, float]:
+    """Mean and minimum cos(x̂ᵢ, x̂ⱼ) over pairs i < j of one modality (x: N×d, N ≥ 2): the cone effect
+    (Liang et al., 2022) shows as a mean far above 0 and a minimum above −1. The mean is exact in O(N·d):
+    Σ_{i<j} cos = (‖Σᵢ x̂ᵢ‖² − N) / 2; the minimum is taken block by block."""
+    x_hat = _normalise(x)
+    n = x_hat.shape[0]
+    if n < 2:
+        raise ValueError("the cosine spread needs at least 2 embeddings")
+    total = (x_hat.double().sum(0).pow(2).sum() - n) / 2
+    smallest = torch.tensor(float("inf"), dtype=torch.float64, device=x_hat.device)
+    blocks = _blocks(n, block_size)
+    for bi, rows in enumerate(blocks):
+        for cols in blocks[bi:]:
+            cosines = x_hat[rows] @ x_hat[cols].T
+            if rows == cols:
+                ids = torch.arange(rows.start, rows.stop, device=x_hat.device)
+                cosines = cosines[ids.unsqueeze(1) < ids.unsqueeze(0)]
+            if cosines.numel():
+                smallest = torch.minimum(smallest, cosines.min().double())
+    return {"mean_cosine": float(total / (n * (n - 1) / 2)), "min_cosine": float(smallest)}
+
+
 COSINE_HISTOGRAMS = ("intra_x", "intra_y", "inter_paired", "inter_cross")
 
 

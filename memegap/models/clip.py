@@ -216,11 +216,11 @@ class ClipDualEncoder(ContrastiveDualEncoder):
             images = nn.functional.interpolate(images, size=(self.image_size, self.image_size), mode="bicubic", antialias=True, align_corners=False)
         return (images - self.pixel_mean) / self.pixel_std
 
-    def embed(self, batch: dict) -> dict[str, Tensor]:
-        input_ids = self.tokenizer(batch["text"]).to(self.device)
-        image = self.clip.get_image_features(pixel_values=self.pixels(batch["image"]))
-        text = self.clip.get_text_features(input_ids=input_ids)
-        return {"image": _features(image), "text": _features(text)}
+    def embed_images(self, images: Tensor) -> Tensor:
+        return _features(self.clip.get_image_features(pixel_values=self.pixels(images)))
+
+    def embed_texts(self, texts: list[str]) -> Tensor:
+        return _features(self.clip.get_text_features(input_ids=self.tokenizer(texts).to(self.device)))
 
     def on_fit_end(self) -> None:
         if self.hparams.save_weights and self.trainer.is_global_zero:

@@ -31,8 +31,8 @@ class ContrastiveDualEncoder(L.LightningModule):
     weights, and AdamW-style optimisation with warm-up and cosine decay.
 
     A subclass builds its modules, calls save_hyperparameters (warmup_steps, max_logit_scale,
-    check_adapter_gradients among them), sets `has_adapters`, and defines embed(batch) ->
-    {"image": N×D, "text": N×D} (raw, not normalised) and `logit_scale` (a scalar parameter, log of 1/T).
+    check_adapter_gradients among them), sets `has_adapters`, and defines embed_images, embed_texts and
+    `logit_scale` (a scalar parameter, log of 1/T); embed(batch) -> {"image": N×D, "text": N×D}.
     """
 
     has_adapters = False
@@ -41,8 +41,16 @@ class ContrastiveDualEncoder(L.LightningModule):
         super().__init__()
         self.loss, self.optimizer_factory = loss, optimizer
 
-    def embed(self, batch: dict) -> dict[str, Tensor]:
+    def embed_images(self, images: Tensor) -> Tensor:
+        """N×3×S×S in [0, 1] -> N×D (raw, not normalised)."""
         raise NotImplementedError
+
+    def embed_texts(self, texts: list[str]) -> Tensor:
+        """N strings -> N×D (raw, not normalised)."""
+        raise NotImplementedError
+
+    def embed(self, batch: dict) -> dict[str, Tensor]:
+        return {"image": self.embed_images(batch["image"]), "text": self.embed_texts(batch["text"])}
 
     def _step(self, batch: dict, stage: str) -> dict:
         embeddings = self.embed(batch)
@@ -157,8 +165,8 @@ class DualEncoder(ContrastiveDualEncoder):
         self.text_projection = nn.Linear(text_tower.output_dim, embed_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
 
-    def embed(self, batch: dict) -> dict[str, Tensor]:
-        return {
-            "image": self.image_projection(self.image_tower(batch["image"])),
-            "text": self.text_projection(self.text_tower(batch["text"])),
-        }
+    def embed_images(self, images: Tensor) -> Tensor:
+        return self.image_projection(self.image_tower(images))
+
+    def embed_texts(self, texts: list[str]) -> Tensor:
+        return self.text_projection(self.text_tower(texts))

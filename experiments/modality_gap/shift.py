@@ -1,0 +1,67 @@
+"""Embedding-shift sweep of a trained dual encoder (Liang et al., 2022): shift the test embeddings of
+image and text in opposite directions along the gap vector and record, at each λ, the gap, R@1/5/10 in
+pools of 90, the contrastive loss (and zero-shot accuracy where the data has class labels; none of the
+paired sources here has them).
+
+    python experiments/modality_gap/shift.py logs/arasaac_gap/runs/<run> [--split test] [--lambdas -1 -0.5 0 0.5 1]
+
+Writes <run>/shift/shift.json (one row per λ) and shift.png (each measure against the gap), and prints
+the JSON. λ = 1 brings the two means together, λ < 0 widens the gap (memegap/metrics/shift.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from memegap.metrics.shift import shift_sweep
+from memegap.utils.io import atomic_path
+from memegap.utils.trained_run import embed_split, run_config, trained_model
+
+DEFAULT_LAMBDAS = [-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25]
+
+
+def plot(rows: list[dict[str, float]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measures = [key for key in rows[0] if key not in ("lambda", "gap") and ("R@1" in key or key in ("loss", "zero_shot_accuracy"))]
+    gaps = [row["gap"] for row in rows]
+    figure, axes = plt.subplots(1, len(measures), figsize=(3.6 * len(measures), 3.2), squeeze=False, layout="constrained")
+    for axis, measure in zip(axes[0], measures):
+        axis.plot(gaps, [row[measure] for row in rows], marker="o")
+        unshifted = next(row for row in rows if row["lambda"] == 0.0) if any(row["lambda"] == 0.0 for row in rows) else None
+        if unshifted:
+            axis.axvline(unshifted["gap"], color="grey", linestyle=":", linewidth=1)
+        axis.set(title=measure, xlabel="gap ‖mean(x̂) − mean(ŷ)‖")
+    figure.suptitle(title)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=90)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, help="a run dir of a dual-encoder experiment (holds .hydra/ and checkpoints/)")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument("--checkpoint", type=Path, help="a .ckpt of the run (default: its best)")
+    parser.add_argument("--lambdas", type=float, nargs="+", default=DEFAULT_LAMBDAS, help="shift sizes (0: unshifted, 1: means together)")
+    args = parser.parse_args()
+    cfg = run_config(args.run_dir)
+    model = trained_model(cfg, args.run_dir, args.checkpoint)
+    embeddings, _ = embed_split(cfg, model, args.split)
+    retrieval = cfg.callbacks.cross_modal_retrieval
+    rows = shift_sweep(embeddings["image"], embeddings["text"], args.lambdas, float(model.logit_scale.detach()),
+                       retrieval.pool_size, retrieval.get("pool_repeats", 1), embeddings["image_ids"])
+    out = args.run_dir / "shift"
+    out.mkdir(exist_ok=True)
+    (out / "shift.json").write_text(json.dumps(rows, indent=2) + "\n")
+    plot(rows, out / "shift.png", f"{cfg.task_name}: {args.split} embeddings shifted along the gap")
+    print(json.dumps({"run": str(args.run_dir), "split": args.split, "rows": rows, "written": [str(out / "shift.json"), str(out / "shift.png")]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

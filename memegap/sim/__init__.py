@@ -1,0 +1,1 @@
+"""Simulations of two embedding modalities on the sphere (the modality-gap thesis's tool)."""

@@ -1,0 +1,53 @@
+"""A finished run, read back: its config, its best checkpoint, the model with those weights, and the
+embeddings of one split. The study scripts (error analysis, embedding shift, pictogram search) share these."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from memegap.errors import UserError
+
+
+def run_config(run_dir: Path) -> DictConfig:
+    """The run's composed config (.hydra/config.yaml)."""
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a run dir: no {path.relative_to(run_dir)}")
+    return OmegaConf.load(path)
+
+
+def best_checkpoint(run_dir: Path) -> Path:
+    """The run's one epoch_*.ckpt (ModelCheckpoint keeps the best, save_top_k=1), else last.ckpt."""
+    checkpoints = Path(run_dir) / "checkpoints"
+    candidates = sorted(checkpoints.glob("epoch_*.ckpt"))
+    if len(candidates) > 1:
+        raise UserError(f"{checkpoints} holds {len(candidates)} epoch checkpoints: pass the one to use with --checkpoint")
+    if not candidates and not (checkpoints / "last.ckpt").is_file():
+        raise UserError(f"{checkpoints} holds no checkpoint: train the run first")
+    return candidates[0] if candidates else checkpoints / "last.ckpt"
+
+
+def trained_model(cfg: DictConfig, run_dir: Path, checkpoint_path: Path | None = None) -> torch.nn.Module:
+    """The run's model with a checkpoint's weights (default: its best), in eval mode, on the CPU."""
+    model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    checkpoint = torch.load(checkpoint_path or best_checkpoint(run_dir), map_location="cpu", weights_only=True)
+    model.on_load_checkpoint(checkpoint)  # adds the frozen pretrained weights, which checkpoints leave out
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
+@torch.no_grad()
+def embed_split(cfg: DictConfig, model: torch.nn.Module, split: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Image and text embeddings (N×d each) of the run's `split` under `model` (trained_model), plus
+    "image_ids" (N: the pair's image, shared by the captions of one image), and the row ids."""
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    datamodule.setup()
+    loader = getattr(datamodule, f"{split}_dataloader")()
+    parts = [(model.embed(batch), batch["label"], batch["id"]) for batch in loader]
+    embeddings = {key: torch.cat([part[key] for part, _, _ in parts]) for key in ("image", "text")}
+    embeddings["image_ids"] = torch.cat([labels for _, labels, _ in parts])
+    return embeddings, [row_id for _, _, ids in parts for row_id in ids]
