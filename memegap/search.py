@@ -159,7 +159,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # other libraries (litdata's store notes): warnings only
+    logging.getLogger("memegap").setLevel(logging.INFO)
     with reported_as_one_line("memegap-search", verbose=args.verbose):
         search(args)
 

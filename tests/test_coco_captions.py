@@ -101,9 +101,10 @@ def test_one_caption_per_image_gives_the_plain_pairs_metrics():
 
 @pytest.mark.realdata
 def test_coco_gap_logs_train_subset_recall_and_the_data_counts(shared_data, compose_train, tmp_path):
-    cfg = compose_train("experiment=coco_gap", f"data.root={shared_data / 'coco_mini'}", "logger=csv", "test_before_fit=false",
+    cfg = compose_train("experiment=coco_gap", f"data.root={shared_data / 'coco_mini'}", "logger=csv",
                         "callbacks.cross_modal_retrieval.train_subset=16")
     metrics = train(cfg)
+    assert "train/retrieval/text_to_image_R@1" in metrics["before_fit"] and "train/retrieval/text_to_image_R@1" in metrics["test"]
     fit = metrics["fit"]
     assert 0.0 <= fit["train/retrieval/text_to_image_R@1"] <= 1.0 and fit["train/retrieval/pool_size"] == 8.0
     assert fit["val/retrieval/pool_size"] == 8.0 and "val/geometry/gap" in fit

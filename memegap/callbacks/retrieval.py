@@ -24,7 +24,7 @@ class CrossModalRetrieval(EmbeddingCollector):
     When the steps return "image_ids" (COCO: 5 captions per image), an image counts once (a hit when any
     of its captions is retrieved) and every caption is a text→image query (metrics.retrieval.recall_at_k).
 
-    train_subset > 0: after each validation epoch, also `train/retrieval/...` on that many training images
+    train_subset > 0: after each validation and test epoch, also `train/retrieval/...` on that many training images
     (all their pairs), spread evenly over the split and the same every epoch: the overfitting check of the
     modality-gap thesis (its train R@1 61.6 → 99.2 % on COCO). The data module must offer
     `subset_loader(split, images)` (memegap.data.pairs.PairedDataModule).
@@ -75,6 +75,13 @@ class CrossModalRetrieval(EmbeddingCollector):
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_validation_epoch_end(trainer, pl_module)
+        self._measure_train_subset(trainer, pl_module)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_test_epoch_end(trainer, pl_module)
+        self._measure_train_subset(trainer, pl_module)  # so a test before training has the initial train R@k too
+
+    def _measure_train_subset(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.train_subset > 0 and not trainer.sanity_checking:
             image, text, image_ids = self._embed_train_subset(trainer, pl_module)
             for key, value in self.measure("train", image, text, image_ids).items():
