@@ -3,7 +3,7 @@ texts of an image — the modality-gap thesis's motivating use.
 
     memegap-search --run logs/arasaac_gap/runs/<run> --images ../shared/data/pictograms_jocomunico "a dog"
     memegap-search --run <run> --images <folder or table> "un perro que corre" --k 8 --html dog.html
-    memegap-search --run <run> --images <folder> --image some.png --texts words.txt   # image -> nearest texts
+    memegap-search --run <run> --image some.png --texts words.txt                     # image -> nearest texts
 
 The images (every PNG/JPEG/GIF/WebP under a folder, or the image_path column of a CSV/parquet table) go
 through the packed image store at the run's data.image_size, are embedded once with the run's best
@@ -22,7 +22,6 @@ import html
 import io
 import json
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,7 +144,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="memegap-search", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("query", nargs="?", help="the words to search for (a text query)")
     parser.add_argument("--run", type=Path, required=True, help="a trained dual-encoder run dir (holds .hydra/ and checkpoints/)")
-    parser.add_argument("--images", type=Path, required=True, help="a folder of images, or a CSV/parquet table with an image_path column")
+    parser.add_argument("--images", type=Path, help="for a text query: a folder of images, or a CSV/parquet table with an image_path column")
     parser.add_argument("--image", type=Path, help="search the nearest texts of this image instead of a text query")
     parser.add_argument("--texts", type=Path, help="with --image: candidate texts, one per line (default: every prompt of the run's data)")
     parser.add_argument("--k", type=int, default=5, help="how many results")
@@ -165,44 +164,49 @@ def main(argv: list[str] | None = None) -> None:
         search(args)
 
 
-def search(args: argparse.Namespace) -> dict:
+def search(args: argparse.Namespace) -> None:
     from memegap.utils.trained_run import run_config, trained_model
 
     cfg = run_config(args.run)
     model = trained_model(cfg, args.run)
+    hits = images_for_text(args, cfg, model) if args.query is not None else texts_for_image(args, cfg, model)
+    for rank, (score, found) in enumerate(hits, start=1):
+        print(f"{rank:>3}  {score:.3f}  {found}")
+
+
+@torch.no_grad()
+def images_for_text(args: argparse.Namespace, cfg, model) -> list[tuple[float, str]]:
+    """The k images of --images nearest to the query, (cosine, file) best first; writes the results page."""
+    if args.images is None:
+        raise UserError("a text query needs --images <folder or table> to search in")
     index = build_or_load_index(args.run, model, args.images, int(cfg.data.image_size), str(cfg.data.store_dir))
-    if args.query is not None:
-        with torch.no_grad():
-            query = normalised(model.embed_texts([args.query]))
-        scores, rows = index.search(query, args.k)
-        hits = [(float(score), index.files[row]) for score, row in zip(scores[0], rows[0])]
-        page = args.html or args.run / "search" / (hashlib.sha1(args.query.encode()).hexdigest()[:8] + ".html")
-        results_page(args.query, hits, page)
-        for rank, (score, file) in enumerate(hits, start=1):
-            print(f"{rank:>3}  {score:.3f}  {file}")
-        print(f"page: {page}")
-        return {"hits": hits, "page": str(page)}
-    texts = args.texts.read_text(encoding="utf-8").splitlines() if args.texts else data_prompts(cfg)
-    texts = [text.strip() for text in texts if text.strip()]
+    scores, rows = index.search(normalised(model.embed_texts([args.query])), args.k)
+    hits = [(float(score), index.files[row]) for score, row in zip(scores[0], rows[0])]
+    page = args.html or args.run / "search" / (hashlib.sha1(args.query.encode()).hexdigest()[:8] + ".html")
+    results_page(args.query, hits, page)
+    print(f"page: {page}")
+    return hits
+
+
+@torch.no_grad()
+def texts_for_image(args: argparse.Namespace, cfg, model) -> list[tuple[float, str]]:
+    """The k texts (--texts, else the run's prompts) nearest to --image, (cosine, text) best first."""
     from PIL import Image
 
     from memegap.data.image_store import decode_rgb
 
+    texts = args.texts.read_text(encoding="utf-8").splitlines() if args.texts else data_prompts(cfg)
+    texts = [text.strip() for text in texts if text.strip()]
     try:
         pixels = decode_rgb(args.image, int(cfg.data.image_size))
     except (OSError, ValueError, Image.DecompressionBombWarning) as error:
         raise UserError(f"--image {args.image}: not a readable image ({error})") from None
-    with torch.no_grad():
-        image = torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0).float() / 255.0
-        image_embedding = normalised(model.embed_images(image))
-        text_embeddings = normalised(torch.cat([model.embed_texts(texts[start : start + EMBED_BATCH]) for start in range(0, len(texts), EMBED_BATCH)]))
+    image = torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+    image_embedding = normalised(model.embed_images(image))
+    text_embeddings = normalised(torch.cat([model.embed_texts(texts[start : start + EMBED_BATCH]) for start in range(0, len(texts), EMBED_BATCH)]))
     scores = text_embeddings @ image_embedding[0]
-    order = np.argsort(-scores)[: args.k]
-    hits = [(float(scores[i]), texts[i]) for i in order]
-    for rank, (score, text) in enumerate(hits, start=1):
-        print(f"{rank:>3}  {score:.3f}  {text}")
-    return {"hits": hits}
+    return [(float(scores[i]), texts[i]) for i in np.argsort(-scores)[: args.k]]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

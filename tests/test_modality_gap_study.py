@@ -76,7 +76,7 @@ def test_memegap_search_finds_pictograms_by_words_and_keeps_its_index(mini_run, 
     capsys.readouterr()
     words = tmp_path / "words.txt"
     words.write_text("A picture of dog\nA picture of cat\nA picture of house\n")
-    search_main(["--run", str(mini_run), "--images", str(pictograms), "--image", hits[0][2], "--texts", str(words), "--k", "3"])
+    search_main(["--run", str(mini_run), "--image", hits[0][2], "--texts", str(words), "--k", "3"])
     nearest = [line.split(None, 2) for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
     assert sorted(text for _, _, text in nearest) == ["A picture of cat", "A picture of dog", "A picture of house"]
 
