@@ -200,3 +200,11 @@ def test_every_cell_of_the_memes_study_grid_composes(memes_model, memes_features
     assert ("ocr" in cfg.data.text_features) == (memes_features == "text_ocr")
     if memes_model != "regression":
         assert cfg.model.distance == memes_model.removeprefix("triplet_")
+
+
+def test_every_source_of_the_modality_gap_study_composes(tmp_path):
+    for option in group_options("gap_data"):
+        cfg = compose_config("train.yaml", ["experiment=modality_gap_study", f"gap_data={option}", "gap_roots.arasaac=/p", "gap_roots.coco=/c"], tmp_path)
+        validate_config(cfg)
+        assert cfg.data.get("root", "/p") in ("/p", "/c") and cfg.data.batch_size == 90
+        assert cfg.data.get("language", "en") == ("es" if option.endswith("_es") else "en")
