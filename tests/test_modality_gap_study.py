@@ -104,8 +104,10 @@ def test_the_study_table_has_mean_and_spread_over_seeds_and_the_thesis_beside(tm
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert "| 2 | 0.40 ± 0.10 | 1.50 ± 0.00 | -3.00 ± 0.00 | 45.00 ± 5.00 |" in rows["ce"]  # R@k in %, over 2 seeds
     assert "0.68 / 1.42 / -2.75 / 82.2 / 95.4 / 97.4" in rows["ce"]  # the thesis's Table 5.6 row
-    assert rows["initial"].startswith("| initial | 3 | 1.00 ± 0.00") and "55.8" in rows["initial"]
-    assert "(grid/0/geometry/val_evolution.png)" in rows["ce"]
+    assert rows["initial"].startswith("| initial | 2 | 1.00 ± 0.00") and "55.8" in rows["initial"]  # once per seed
+    assert "[seed 1](grid/0/geometry/val_evolution.png)" in rows["ce"]
+    copied = tables.markdown(tables.collect([grid]), tmp_path / "tables.md", tmp_path / "pictures")
+    assert "[seed 1](pictures/arasaac_en_ce_seed1.png)" in copied and (tmp_path / "pictures" / "arasaac_en_ce_seed1.png").exists()
     assert "| ce_ortho_intra | 0 | – |" in rows["ce_ortho_intra"]  # the thesis ran it; we did not here
 
 

@@ -5,6 +5,10 @@ training) and after each loss setting, mean ± standard deviation over seeds, th
 ours, and a link to each setting's picture of the validation histograms over the epochs.
 
     python experiments/modality_gap/tables.py logs/modality_gap_study/multiruns/<time> [more dirs] [--out tables.md]
+    python experiments/modality_gap/tables.py <grid> --out experiments/modality_gap/study_tables.md --pictures experiments/modality_gap/evolution
+
+--pictures copies each linked picture there (one per source and setting, its first seed), so that the
+table can travel without the run dirs.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -52,20 +57,21 @@ def measures(stage: dict[str, float], prefix: str) -> dict[str, float]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def collect(grids: list[Path]) -> dict[str, dict[str, list[tuple[dict[str, float], Path]]]]:
-    """{source: {setting or "initial": [(measures, job dir), ...]}} of every finished job of the grids."""
+def collect(grids: list[Path]) -> dict[str, dict[str, list[tuple[dict[str, float], Path, str]]]]:
+    """{source: {setting or "initial": [(measures, job dir, seed), ...]}} of every finished job of the grids;
+    "initial" holds one test-before-training per source and seed (it does not depend on the setting)."""
     table: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for grid in grids:
-        for metrics_file in sorted(grid.glob("*/metrics.json")):
+        for metrics_file in sorted(grid.glob("*/metrics.json"), key=lambda path: int(path.parent.name) if path.parent.name.isdigit() else 0):
             job = metrics_file.parent
             metrics = json.loads(metrics_file.read_text())
             if "test" not in metrics:
                 continue
             chosen = overrides_of(job)
-            source, setting = chosen.get("gap_data", "twemoji_en"), chosen.get("model/loss", "ce")
-            table[source][setting].append((measures(metrics["test"], "test"), job))
-            if "before_fit" in metrics:
-                table[source]["initial"].append((measures(metrics["before_fit"], "test"), job))
+            source, setting, seed = chosen.get("gap_data", "twemoji_en"), chosen.get("model/loss", "ce"), chosen.get("seed", "?")
+            table[source][setting].append((measures(metrics["test"], "test"), job, seed))
+            if "before_fit" in metrics and seed not in {known for _, _, known in table[source]["initial"]}:
+                table[source]["initial"].append((measures(metrics["before_fit"], "test"), job, seed))
     return table
 
 
@@ -76,34 +82,43 @@ def cell(values: list[float]) -> str:
     return f"{mean:.2f}" if len(values) == 1 else f"{mean:.2f} ± {statistics.pstdev(values):.2f}"
 
 
-def markdown(table: dict, out: Path) -> str:
+def markdown(table: dict, out: Path, pictures: Path | None = None) -> str:
     lines = []
     for source in sorted(table):
         rows = table[source]
         thesis = THESIS.get(source, {})
-        lines += [f"### {source}", "", "| setting | runs | " + " | ".join(COLUMNS) + " | thesis (" + " / ".join(COLUMNS) + ") | histograms over the epochs |",
+        lines += [f"### {source}", "", "| setting | seeds | " + " | ".join(COLUMNS) + " | thesis (" + " / ".join(COLUMNS) + ") | histograms over the epochs |",
                   "|---" * (len(COLUMNS) + 4) + "|"]
         for setting in ("initial", *SETTINGS):
             runs = rows.get(setting, [])
             reference = thesis.get(setting)
             if not runs and not reference:
                 continue
-            ours = " | ".join(cell([values[column] for values, _ in runs if column in values]) for column in COLUMNS)
+            ours = " | ".join(cell([values[column] for values, _, _ in runs if column in values]) for column in COLUMNS)
             theirs = " / ".join("–" if value is None else f"{value:g}" for value in reference) if reference else "–"
-            picture = "–"
-            if setting != "initial" and runs and (runs[0][1] / "geometry" / "val_evolution.png").is_file():
-                picture = f"[seed of {runs[0][1].name}]({os.path.relpath(runs[0][1] / 'geometry' / 'val_evolution.png', out.parent)})"
-            lines.append(f"| {setting} | {len(runs)} | {ours} | {theirs} | {picture} |")
+            lines.append(f"| {setting} | {len(runs)} | {ours} | {theirs} | {picture_link(runs, setting, source, out, pictures)} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def picture_link(runs: list, setting: str, source: str, out: Path, pictures: Path | None) -> str:
+    """A link to the first seed's val_evolution.png (copied to `pictures` when given), or "–"."""
+    if setting == "initial" or not runs or not (runs[0][1] / "geometry" / "val_evolution.png").is_file():
+        return "–"
+    picture = runs[0][1] / "geometry" / "val_evolution.png"
+    if pictures is not None:
+        pictures.mkdir(parents=True, exist_ok=True)
+        picture = Path(shutil.copyfile(picture, pictures / f"{source}_{setting}_seed{runs[0][2]}.png"))
+    return f"[seed {runs[0][2]}]({os.path.relpath(picture, out.parent)})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("grids", type=Path, nargs="+", help="multirun dirs of experiment=modality_gap_study")
     parser.add_argument("--out", type=Path, default=Path("logs/modality_gap_study/tables.md"), help="the markdown file to write")
+    parser.add_argument("--pictures", type=Path, help="copy the linked histogram pictures to this folder (default: link them in the run dirs)")
     args = parser.parse_args()
-    text = markdown(collect(args.grids), args.out)
+    text = markdown(collect(args.grids), args.out, args.pictures)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(text)
