@@ -100,7 +100,7 @@ def test_training_lowers_the_loss_and_the_saved_weights_give_the_trained_embeddi
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0]
     module.eval()
     module.save_weights(tmp_path)
@@ -125,3 +125,13 @@ def test_memegap_eval_loads_a_merged_clip_without_a_checkpoint(tiny_clip, tmp_pa
     assert 0.0 <= metrics["test/retrieval/text_to_image_R@1"] <= 1.0 and metrics["test/loss"] > 0
     with pytest.raises(UserError, match="needs ckpt_path"):
         evaluate(compose_config("eval.yaml", ["experiment=twemoji_gap", *MINI_OVERRIDES, "logger=none"], tmp_path / "eval2"))
+
+
+def test_a_lightning_run_passes_the_adapter_check_and_saves_adapters_and_merged_model(tiny_clip, tmp_path):
+    from memegap.train import train
+
+    cfg = compose_config("train.yaml", ["experiment=twemoji_gap", *MINI_OVERRIDES, "model=clip_dora", f"model.name_or_path={tiny_clip}",
+                                        "logger=none", "test_before_fit=false", "+trainer.max_steps=3"], tmp_path / "run")
+    train(cfg)  # the adapter-gradient check runs at the second optimiser step and raises if an adapter got none
+    assert (tmp_path / "run" / "clip_adapters" / "adapter_config.json").is_file()
+    assert (tmp_path / "run" / "clip_merged" / "config.json").is_file()

@@ -146,6 +146,7 @@ def cli(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_train_and_eval_help_are_our_own(tmp_path):
     shown = cli("memegap.train", ["--help"], tmp_path)
     assert shown.returncode == 0
@@ -174,6 +175,7 @@ def test_a_normal_run_prints_what_a_user_can_act_on(tmp_path):
     assert "_target_" in (run_dir / "config_tree.log").read_text()  # the whole tree is kept in the run dir
 
 
+@pytest.mark.slow
 def test_debug_console_has_no_third_party_debug_lines(tmp_path):
     result = cli("memegap.train", ["experiment=twemoji_gap", "data.max_per_split=16", "data.image_size=32", "debug=fdr"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

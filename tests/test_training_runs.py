@@ -160,6 +160,7 @@ MINI_CLI = [
 ]
 
 
+@pytest.mark.slow
 def test_multirun_makes_two_run_dirs_and_two_wandb_runs(tmp_path):
     result = run_cli(["memegap.train", "-m", *MINI_CLI, "model.optimizer.lr=0.001,0.002"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -221,6 +222,7 @@ def test_eval_entry_point_reads_a_trained_run_and_a_finished_run_is_never_touche
     assert (run_dir / "metrics.json").read_bytes() == metrics_before
 
 
+@pytest.mark.slow
 def test_a_crashed_run_is_a_failure_in_wandb_its_state_and_its_log(tmp_path):
     # An adapter on BERT's pooler gets no gradient: the run fails at its second step.
     crash = ["model.text_tower.with_pooler=true", "model.text_adapter_targets='.*\\.(query|value)|.*pooler\\.dense'", "run_id=crash"]
@@ -252,6 +254,7 @@ def test_optuna_sweep_returns_the_optimized_metric(tmp_path):
     assert 0.0 <= best_value <= 1.0  # an R@1 in pools of 8
 
 
+@pytest.mark.slow
 def test_ddp_sim_gathers_the_embeddings_of_both_processes(tmp_path):
     # 2 CPU processes, 16 test pairs: each rank embeds 8, the callbacks must see all 16 (240 cross pairs).
     # Test only (train=false): ddp_spawn starts its processes once per stage, and the gather is the same in fit.
