@@ -30,9 +30,9 @@ from memegap.config import CONFIG_DIR, register_configs
 from memegap.metrics.geometry import cosine_histograms, cosine_spread, modality_gap
 from memegap.metrics.retrieval import images_of_rows
 
-NO_ADAPTERS = {  # overrides that build each dual encoder without adapters
-    "memegap.models.dual_encoder.DualEncoder": ["model.dora_rank=0"],
-    "memegap.models.clip.ClipDualEncoder": ["model.lock_image_tower=true", "model.lock_text_tower=true"],
+NO_ADAPTERS = {  # model settings that build each dual encoder without adapters
+    "memegap.models.dual_encoder.DualEncoder": {"dora_rank": 0},
+    "memegap.models.clip.ClipDualEncoder": {"lock_image_tower": True, "lock_text_tower": True},
 }
 HISTOGRAM_NAMES = {"intra_x": "image-image", "intra_y": "text-text", "inter_paired": "image-text, paired", "inter_cross": "image-text, not paired"}
 MEASURES = ("gap", "image_mean_cosine", "image_min_cosine", "text_mean_cosine", "text_min_cosine", "paired_mean_cosine")
@@ -42,10 +42,8 @@ def composed(overrides: list[str]) -> DictConfig:
     register_configs()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train.yaml", overrides=overrides)
-    extra = NO_ADAPTERS.get(cfg.model.get("_target_"), [])
-    if extra:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(config_name="train.yaml", overrides=overrides + extra)
+    for key, value in NO_ADAPTERS.get(cfg.model.get("_target_"), {}).items():
+        cfg.model[key] = value
     return cfg
 
 

@@ -51,14 +51,15 @@ def shift_sweep(
     delta = gap_vector(image[first_rows], text[first_rows])
     pool_size = min(pool_size, len(first_rows))
     loss_pools = pools(len(first_rows), pool_size, pool_seed=0, repeats=1)
+    scale = torch.tensor(logit_scale, dtype=torch.float64)
     rows = []
     for lam in lambdas:
         x, y = shift(image, text, lam, delta)
-        row = {"lambda": float(lam), "gap": modality_gap(x[first_rows], y[first_rows])[0]}
+        x_once, y_once = x[first_rows], y[first_rows]  # each image once, with its first caption
+        row = {"lambda": float(lam), "gap": modality_gap(x_once, y_once)[0]}
         recall = recall_at_k(x, y, pool_size=pool_size, pool_repeats=pool_repeats, image_of_row=image_of_row)
         row |= {key.replace(f"_pool{pool_size}", ""): value for key, value in recall.items() if "_R@" in key}
-        scale = torch.tensor(logit_scale, dtype=torch.float64)
-        row["loss"] = float(torch.stack([clip_loss(x[first_rows][pool], y[first_rows][pool], scale) for pool in loss_pools]).mean())
+        row["loss"] = float(torch.stack([clip_loss(x_once[pool], y_once[pool], scale) for pool in loss_pools]).mean())
         if labels is not None and class_text is not None:
             classes = torch.nn.functional.normalize(torch.nn.functional.normalize(class_text.double(), dim=1) + lam * delta / 2, dim=1)
             row["zero_shot_accuracy"] = float(((x @ classes.T).argmax(1) == labels).double().mean())

@@ -76,20 +76,22 @@ class ClipTokenizer:
 
 
 def load_clip(name_or_path: str, key: str = "model.name_or_path"):
-    """A CLIPModel and the directory it came from (a local one, or the hub's cache when online)."""
+    """A CLIPModel and the directory of its small files (tokenizer, preprocessing): a local directory,
+    or, for a hub id online, the hub cache's copy of the repository's .json / .txt files; the weights then
+    come through from_pretrained, which fetches one format (a whole snapshot holds several)."""
     from transformers import CLIPModel
     from transformers.utils import logging as transformers_logging
 
-    directory = local_or_hub(name_or_path, key)
+    source = directory = local_or_hub(name_or_path, key)
     if not Path(directory).is_dir():
         from huggingface_hub import snapshot_download
 
-        directory = snapshot_download(name_or_path)
+        directory = snapshot_download(name_or_path, allow_patterns=["*.json", "*.txt"])
     transformers_logging.disable_progress_bar()  # bars for loading and saving a few hundred tensors say nothing
     verbosity = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()  # the load report lists every key; nothing to act on
     try:
-        model = CLIPModel.from_pretrained(directory)
+        model = CLIPModel.from_pretrained(source)
     except (OSError, ValueError) as error:
         raise UserError(f"{key}={name_or_path}: not a CLIP model directory ({error})") from None
     finally:

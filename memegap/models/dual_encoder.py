@@ -7,6 +7,7 @@ temperature (a learnable logit scale, clamped to [0, log max_logit_scale] as in 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from functools import partial
 
 import lightning as L
@@ -25,7 +26,7 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-class ContrastiveDualEncoder(L.LightningModule):
+class ContrastiveDualEncoder(L.LightningModule, ABC):
     """What every dual encoder shares: the contrastive steps and their logs, the gradient-accumulation
     warning, the adapter-gradient check, the temperature clamp, checkpoints without the frozen pretrained
     weights, and AdamW-style optimisation with warm-up and cosine decay.
@@ -41,13 +42,13 @@ class ContrastiveDualEncoder(L.LightningModule):
         super().__init__()
         self.loss, self.optimizer_factory = loss, optimizer
 
+    @abstractmethod
     def embed_images(self, images: Tensor) -> Tensor:
         """N×3×S×S in [0, 1] -> N×D (raw, not normalised)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def embed_texts(self, texts: list[str]) -> Tensor:
         """N strings -> N×D (raw, not normalised)."""
-        raise NotImplementedError
 
     def embed(self, batch: dict) -> dict[str, Tensor]:
         return {"image": self.embed_images(batch["image"]), "text": self.embed_texts(batch["text"])}

@@ -102,7 +102,7 @@ const memegap = (() => {
     if (newDraw && !document.getElementById("fixed_seed").checked) drawSeed = Math.floor(Math.random() * 2 ** 31);
     const random = mulberry32(drawSeed), n = value("n");
     const x = sampleCloud(n, value("kappa_x"), value("angle_x"), random), y = sampleCloud(n, value("kappa_y"), value("angle_y"), random);
-    for (const id of SLIDERS) document.getElementById(id + "_value").textContent = document.getElementById(id).value;
+    for (const id of SLIDER_IDS) document.getElementById(id + "_value").textContent = document.getElementById(id).value;
     const values = measure(x, y, value("alpha"), value("beta"));
     for (const [key, v] of Object.entries(values)) document.getElementById("value-" + key).textContent = v.toPrecision(4);
     const trace = (points, name, colour) => ({type: "scatter3d", mode: "markers", name, x: points.map(p => p[0]), y: points.map(p => p[1]), z: points.map(p => p[2]), marker: {size: 3, color: colour}});
@@ -136,7 +136,7 @@ def explorer_html() -> str:
         for key, (label, low, high, step, initial) in SLIDERS.items()
     )
     rows = "\n".join(f'<tr><td>{key}</td><td id="value-{key}"></td></tr>' for key in MEASURES)
-    script = SCRIPT.replace("for (const id of SLIDERS)", f"for (const id of {json.dumps(list(SLIDERS))})")
+    script = f"const SLIDER_IDS = {json.dumps(list(SLIDERS))};\n" + SCRIPT
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>memegap: Power Spherical explorer</title>
 <style>
