@@ -39,21 +39,11 @@ from memegap.models.post_fusion import UNKNOWN, Reducer, agreement_rule, fusion_
 from memegap.utils.io import write_text_atomic
 from memegap.utils.quiet import silence_library_noise
 from memegap.utils.run_dir import CONFIG_KEY, load_checkpoint
+from memegap.utils.trained_run import best_checkpoint
 from memegap.utils.sweep import plateau_centre
 
 PROGRAM = "memegap-posts"
 log = logging.getLogger(__name__)
-
-
-def best_checkpoint(run_dir: Path) -> Path:
-    """The run's best checkpoint (checkpoints/epoch_*.ckpt), else its last.ckpt."""
-    folder = run_dir / "checkpoints"
-    best = sorted(folder.glob("epoch_*.ckpt"))
-    if best:
-        return best[-1]
-    if (folder / "last.ckpt").is_file():
-        return folder / "last.ckpt"
-    raise UserError(f"{run_dir}: no checkpoints/epoch_*.ckpt or last.ckpt; give the run dir of a finished memegap-train experiment=posts_image")
 
 
 def load_image_run(run_dir: Path, table: str | None):

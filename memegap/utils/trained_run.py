@@ -25,7 +25,10 @@ def best_checkpoint(run_dir: Path) -> Path:
     checkpoints = Path(run_dir) / "checkpoints"
     candidates = sorted(checkpoints.glob("epoch_*.ckpt"))
     if len(candidates) > 1:
-        raise UserError(f"{checkpoints} holds {len(candidates)} epoch checkpoints: pass the one to use with --checkpoint")
+        raise UserError(
+            f"{checkpoints} holds {len(candidates)} epoch checkpoints (training keeps one, the best): "
+            "move the others away, or pass one with --checkpoint where the command has it"
+        )
     if not candidates and not (checkpoints / "last.ckpt").is_file():
         raise UserError(f"{checkpoints} holds no checkpoint: train the run first")
     return candidates[0] if candidates else checkpoints / "last.ckpt"
