@@ -133,10 +133,9 @@ def results_page(query: str, hits: list[tuple[float, str]], path: Path) -> None:
 
 def data_prompts(cfg) -> list[str]:
     """Every prompt of the run's data module, all splits (the candidate texts for image -> text)."""
-    import hydra
+    from memegap.utils.trained_run import set_up_data
 
-    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-    datamodule.setup()
+    datamodule = set_up_data(cfg)
     return sorted({text for dataset in datamodule.datasets.values() for text in dataset.texts})
 
 

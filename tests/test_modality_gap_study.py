@@ -40,11 +40,15 @@ def mini_run(tmp_path_factory) -> Path:
 def test_the_unshifted_row_of_the_shift_sweep_is_the_runs_test_recall(mini_run, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["shift.py", str(mini_run), "--lambdas", "0", "1"])
     study_script("shift").main()
-    rows = json.loads((mini_run / "shift" / "shift.json").read_text())
+    result = json.loads((mini_run / "shift" / "shift.json").read_text())
+    rows, zero_shot = result["rows"], result["zero_shot"]
     logged = json.loads((mini_run / "metrics.json").read_text())["test"]
     assert rows[0]["text_to_image_R@1"] == pytest.approx(logged["test/retrieval/text_to_image_R@1_pool8"])
     assert rows[0]["gap"] == pytest.approx(logged["test/geometry/gap"], abs=1e-5) and rows[1]["gap"] < rows[0]["gap"]
     assert (mini_run / "shift" / "shift.png").stat().st_size > 0 and '"rows"' in capsys.readouterr().out
+    # Twemoji's classes are Unicode's nine emoji groups; the mini test split holds 24 pairs
+    assert len(zero_shot["prompts"]) == 9 and zero_shot["labelled_rows"] + zero_shot["rows_without_class"] == 24
+    assert all(0.0 <= row["zero_shot_accuracy"] <= 1.0 and 0.0 <= row["zero_shot_balanced_accuracy"] <= 1.0 for row in rows)
 
 
 def test_random_weights_put_the_texts_in_a_narrow_cone(tmp_path, monkeypatch):

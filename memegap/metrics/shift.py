@@ -9,7 +9,10 @@ both modalities in the same direction, a typo: the difference of the means then 
 
 from __future__ import annotations
 
+import warnings
+
 import torch
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from torch import Tensor
 
 from memegap.losses.contrastive import clip_loss
@@ -43,10 +46,11 @@ def shift_sweep(
 ) -> list[dict[str, float]]:
     """For each λ: the gap, R@1/5/10 in pools of `pool_size` (both directions, random pools as the
     retrieval callback's), the contrastive loss (CLIP's CE at exp(logit_scale), mean over the pools of
-    the first permutation) and, given class `labels` (N) and the embedded class prompts `class_text`
-    (C×d, shifted like the texts), zero-shot accuracy: the share of images whose nearest class prompt is
-    their class. image_of_row: see recall_at_k (the gap and the loss then take each image once, with
-    its first caption)."""
+    the first permutation) and, given class `labels` (N; −1: no class, left out) and the embedded class
+    prompts `class_text` (C×d, shifted like the texts), zero-shot accuracy: the share of images whose
+    nearest class prompt is their class, and its balanced form (the mean of the per-class shares, over
+    the classes present). image_of_row: see recall_at_k (the gap and the loss then take each image
+    once, with its first caption)."""
     first_rows = images_of_rows(image_of_row)[0] if image_of_row is not None else torch.arange(len(image))
     delta = gap_vector(image[first_rows], text[first_rows])
     pool_size = min(pool_size, len(first_rows))
@@ -62,6 +66,11 @@ def shift_sweep(
         row["loss"] = float(torch.stack([clip_loss(x_once[pool], y_once[pool], scale) for pool in loss_pools]).mean())
         if labels is not None and class_text is not None:
             classes = torch.nn.functional.normalize(torch.nn.functional.normalize(class_text.double(), dim=1) + lam * delta / 2, dim=1)
-            row["zero_shot_accuracy"] = float(((x @ classes.T).argmax(1) == labels).double().mean())
+            known = labels >= 0
+            predicted = (x[known] @ classes.T).argmax(1).numpy()
+            row["zero_shot_accuracy"] = float(accuracy_score(labels[known].numpy(), predicted))
+            with warnings.catch_warnings():  # a class predicted but absent from the labels is meant to be left out
+                warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+                row["zero_shot_balanced_accuracy"] = float(balanced_accuracy_score(labels[known].numpy(), predicted))
         rows.append(row)
     return rows

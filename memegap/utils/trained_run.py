@@ -43,12 +43,17 @@ def trained_model(cfg: DictConfig, run_dir: Path, checkpoint_path: Path | None =
     return model.eval()
 
 
-@torch.no_grad()
-def embed_split(cfg: DictConfig, model: torch.nn.Module, split: str) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Image and text embeddings (N×d each) of the run's `split` under `model` (trained_model), plus
-    "image_ids" (N: the pair's image, shared by the captions of one image), and the row ids."""
+def set_up_data(cfg: DictConfig):
+    """The run's data module, set up (its splits as the run had them)."""
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     datamodule.setup()
+    return datamodule
+
+
+@torch.no_grad()
+def embed_split(datamodule, model: torch.nn.Module, split: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Image and text embeddings (N×d each) of a set-up data module's `split` under `model`
+    (trained_model), plus "image_ids" (N: the pair's image, shared by the captions of one image), and the row ids."""
     loader = getattr(datamodule, f"{split}_dataloader")()
     parts = [(model.embed(batch), batch["label"], batch["id"]) for batch in loader]
     embeddings = {key: torch.cat([part[key] for part, _, _ in parts]) for key in ("image", "text")}
