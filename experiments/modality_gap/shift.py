@@ -33,9 +33,15 @@ def plot(rows: list[dict[str, float]], path: Path, title: str) -> None:
 
     measures = [key for key in rows[0] if key not in ("lambda", "gap") and ("R@1" in key or key == "loss" or key.startswith("zero_shot"))]
     gaps = [row["gap"] for row in rows]
-    figure, axes = plt.subplots(1, len(measures), figsize=(3.6 * len(measures), 3.2), squeeze=False, layout="constrained")
-    for axis, measure in zip(axes[0], measures):
+    columns = min(4, len(measures))
+    rows_of_axes = -(-len(measures) // columns)
+    figure, axes = plt.subplots(rows_of_axes, columns, figsize=(3.6 * columns, 3.2 * rows_of_axes), squeeze=False, layout="constrained")
+    for axis in axes.flat[len(measures):]:
+        axis.set_visible(False)
+    for axis, measure in zip(axes.flat, measures):
         axis.plot(gaps, [row[measure] for row in rows], marker="o")
+        for row in rows:  # each point's λ, since λ > 1 turns the gap back up
+            axis.annotate(f"λ={row['lambda']:g}", (row["gap"], row[measure]), fontsize=6, textcoords="offset points", xytext=(2, 2))
         unshifted = next(row for row in rows if row["lambda"] == 0.0) if any(row["lambda"] == 0.0 for row in rows) else None
         if unshifted:
             axis.axvline(unshifted["gap"], color="grey", linestyle=":", linewidth=1)
