@@ -39,8 +39,8 @@ from memegap.models.post_fusion import UNKNOWN, Reducer, agreement_rule, fusion_
 from memegap.utils.io import write_text_atomic
 from memegap.utils.quiet import silence_library_noise
 from memegap.utils.run_dir import CONFIG_KEY, load_checkpoint
-from memegap.utils.trained_run import best_checkpoint
 from memegap.utils.sweep import plateau_centre
+from memegap.utils.trained_run import best_checkpoint
 
 PROGRAM = "memegap-posts"
 log = logging.getLogger(__name__)

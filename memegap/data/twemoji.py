@@ -200,12 +200,8 @@ class TwemojiDataModule(PairedDataModule):
         """Unicode's nine emoji groups (EMOJI_GROUPS) as classes: their prompts in data.language ("A
         picture of food and drink"), and the group of each pair id (PNG stem) that has one."""
         table = emoji_group_table()
-        groups = list(EMOJI_GROUPS)
-        class_of_id = {}
-        for dataset in self.datasets.values():
-            for pair_id in dataset.ids:
-                group = emoji_group(pair_id, table)
-                if group is not None:
-                    class_of_id[pair_id] = groups.index(group)
+        class_of_group = {group: number for number, group in enumerate(EMOJI_GROUPS)}
+        groups_of_ids = {pair_id: emoji_group(pair_id, table) for dataset in self.datasets.values() for pair_id in dataset.ids}
+        class_of_id = {pair_id: class_of_group[group] for pair_id, group in groups_of_ids.items() if group is not None}
         prompt = PROMPTS[self.hparams.language]
-        return [prompt.format(name=EMOJI_GROUPS[group][self.hparams.language]) for group in groups], class_of_id
+        return [prompt.format(name=words[self.hparams.language]) for words in EMOJI_GROUPS.values()], class_of_id

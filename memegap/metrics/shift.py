@@ -67,10 +67,10 @@ def shift_sweep(
         if labels is not None and class_text is not None:
             classes = torch.nn.functional.normalize(torch.nn.functional.normalize(class_text.double(), dim=1) + lam * delta / 2, dim=1)
             known = labels >= 0
-            predicted = (x[known] @ classes.T).argmax(1).numpy()
-            row["zero_shot_accuracy"] = float(accuracy_score(labels[known].numpy(), predicted))
+            truth, predicted = labels[known].numpy(), (x[known] @ classes.T).argmax(1).numpy()
+            row["zero_shot_accuracy"] = float(accuracy_score(truth, predicted))
             with warnings.catch_warnings():  # a class predicted but absent from the labels is meant to be left out
                 warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-                row["zero_shot_balanced_accuracy"] = float(balanced_accuracy_score(labels[known].numpy(), predicted))
+                row["zero_shot_balanced_accuracy"] = float(balanced_accuracy_score(truth, predicted))
         rows.append(row)
     return rows
