@@ -51,6 +51,14 @@ def test_the_unshifted_row_of_the_shift_sweep_is_the_runs_test_recall(mini_run, 
     assert all(0.0 <= row["zero_shot_accuracy"] <= 1.0 and 0.0 <= row["zero_shot_balanced_accuracy"] <= 1.0 for row in rows)
 
 
+def test_the_shift_sweep_names_a_folder_that_is_not_a_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["shift.py", str(tmp_path)])
+    with pytest.raises(SystemExit) as stopped:
+        study_script("shift").main()
+    assert stopped.value.code == 2 and "is not a run dir: no .hydra/config.yaml" in capsys.readouterr().err
+    assert not (tmp_path / "shift").exists()
+
+
 def test_random_weights_put_the_texts_in_a_narrow_cone(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["cone.py", "experiment=twemoji_gap", *MINI_OVERRIDES, "--random-inits", "2", "--out", str(tmp_path)])
     study_script("cone").main()

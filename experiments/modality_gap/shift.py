@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from memegap.errors import reported_as_one_line
 from memegap.metrics.shift import shift_sweep
 from memegap.utils.io import atomic_path
 from memegap.utils.trained_run import embed_split, run_config, set_up_data, trained_model
@@ -58,7 +59,14 @@ def main() -> None:
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--checkpoint", type=Path, help="a .ckpt of the run (default: its best)")
     parser.add_argument("--lambdas", type=float, nargs="+", default=DEFAULT_LAMBDAS, help="shift sizes (0: unshifted, 1: means together)")
+    parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = parser.parse_args()
+    with reported_as_one_line("shift.py", verbose=args.verbose):
+        sweep(args)
+
+
+def sweep(args: argparse.Namespace) -> None:
+    """Shift the run's split embeddings at each λ; write shift.json and shift.png; print the JSON."""
     cfg = run_config(args.run_dir)
     model = trained_model(cfg, args.run_dir, args.checkpoint)
     datamodule = set_up_data(cfg)
