@@ -13,6 +13,7 @@ from omegaconf import OmegaConf, open_dict
 
 from memegap.search import main as search_main
 from memegap.train import train
+from memegap.utils.trained_run import run_config, set_up_data, trained_model
 from tests.conftest import MINI_OVERRIDES, compose_config
 
 STUDY = Path(__file__).resolve().parents[1] / "experiments" / "modality_gap"
@@ -51,6 +52,14 @@ def test_the_unshifted_row_of_the_shift_sweep_is_the_runs_test_recall(mini_run, 
     assert all(0.0 <= row["zero_shot_accuracy"] <= 1.0 and 0.0 <= row["zero_shot_balanced_accuracy"] <= 1.0 for row in rows)
 
 
+def test_the_shift_sweep_leaves_zero_shot_out_when_no_row_has_a_class(mini_run, capsys):
+    shift = study_script("shift")
+    cfg = run_config(mini_run)
+    model, datamodule = trained_model(cfg, mini_run, None), set_up_data(cfg)
+    assert shift.zero_shot_inputs(datamodule, model, ["no such emoji"]) == (None, None, None)
+    assert "no row of the split has a zero-shot class" in capsys.readouterr().err
+
+
 def test_the_shift_sweep_names_a_folder_that_is_not_a_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["shift.py", str(tmp_path)])
     with pytest.raises(SystemExit) as stopped:
@@ -67,6 +76,15 @@ def test_random_weights_put_the_texts_in_a_narrow_cone(tmp_path, monkeypatch):
     # a randomly initialised MiniLM maps every prompt near one direction; the pretrained one spreads them
     assert all(row["text_mean_cosine"] > measured["pretrained"]["text_mean_cosine"] + 0.3 for row in measured["random"])
     assert "| random weights (2 initialisations) |" in (tmp_path / "cone.md").read_text()
+
+
+def test_the_cone_script_reports_a_misspelt_key_as_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["cone.py", "experiment=twemoji_gap", "data.batchsize=8", "--out", str(tmp_path / "cone")])
+    with pytest.raises(SystemExit) as stopped:
+        study_script("cone").main()
+    error = capsys.readouterr().err
+    assert stopped.value.code == 2 and error.startswith("cone.py: error: ") and "data.batchsize" in error
+    assert "Traceback" not in error and not (tmp_path / "cone").exists()
 
 
 @pytest.mark.realdata

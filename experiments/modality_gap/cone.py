@@ -23,10 +23,12 @@ from pathlib import Path
 import hydra
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig
 
 from memegap.callbacks.geometry import plot_cosine_histograms
 from memegap.config import CONFIG_DIR, register_configs
+from memegap.errors import UserError, reported_as_one_line
 from memegap.metrics.geometry import cosine_histograms, cosine_spread, modality_gap
 from memegap.metrics.retrieval import images_of_rows
 
@@ -39,9 +41,13 @@ MEASURES = ("gap", "image_mean_cosine", "image_min_cosine", "text_mean_cosine", 
 
 
 def composed(overrides: list[str]) -> DictConfig:
+    """memegap-train's config with `overrides`, adapters left out; a wrong key or value is a UserError."""
     register_configs()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train.yaml", overrides=overrides)
+        try:
+            cfg = compose(config_name="train.yaml", overrides=overrides)
+        except ConfigCompositionException as error:
+            raise UserError(str(error).replace("\n", " ")) from error
     for key, value in NO_ADAPTERS.get(cfg.model.get("_target_"), {}).items():
         cfg.model[key] = value
     return cfg
@@ -94,7 +100,14 @@ def main() -> None:
     parser.add_argument("--random-inits", type=int, default=25, help="random initialisations (seeds 0, 1, ...)")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--out", type=Path, default=Path("logs/cone"), help="folder for cone.md, cone.json, cone_histograms.png")
+    parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = parser.parse_args()
+    with reported_as_one_line("cone.py", verbose=args.verbose):
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Cone measures of the pretrained towers and of each random initialisation; write and print them."""
     cfg = composed(args.overrides)
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     datamodule.setup()

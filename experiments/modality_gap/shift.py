@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -87,13 +88,17 @@ def sweep(args: argparse.Namespace) -> None:
 @torch.no_grad()
 def zero_shot_inputs(datamodule, model, row_ids: list[str]) -> tuple[dict | None, torch.Tensor | None, torch.Tensor | None]:
     """For data with classes: (a summary: prompts, labelled rows, majority share), the class of each row
-    (N, −1: none) and the embedded class prompts (C×d); (None, None, None) otherwise."""
+    (N, −1: none) and the embedded class prompts (C×d); (None, None, None) otherwise, or when no row of
+    the split has a class."""
     classes = datamodule.zero_shot_classes()
     if classes is None:
         return None, None, None
     prompts, class_of_id = classes
     labels = torch.tensor([class_of_id.get(row_id, -1) for row_id in row_ids])
     known = labels[labels >= 0]
+    if not len(known):
+        print("shift.py: warning: no row of the split has a zero-shot class: zero-shot accuracy left out", file=sys.stderr)
+        return None, None, None
     summary = {"prompts": prompts, "labelled_rows": len(known), "rows_without_class": len(labels) - len(known),
                "majority_share": float(torch.bincount(known).max() / len(known))}
     return summary, labels, model.embed_texts(prompts)
