@@ -129,12 +129,16 @@ def test_the_study_table_has_mean_and_spread_over_seeds_and_the_thesis_beside(tm
     write_job(grid, 0, "arasaac_en", "ce", 1, 0.40, 0.30)
     write_job(grid, 1, "arasaac_en", "ce", 2, 0.50, 0.50)
     write_job(grid, 2, "arasaac_en", "ce_antipodal", 1, 0.45, 0.20)
+    write_job(grid, 3, "arasaac_en", "ce_antipodal", 2, 0.52, 0.20)
+    write_job(grid, 4, "arasaac_en", "ce_variance", 3, 0.60, 0.20)  # no CE run of seed 3 to pair it with
     tables = study_script("tables")
     text = tables.markdown(tables.collect([grid]), tmp_path / "tables.md")
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert "| 2 | 0.40 ± 0.10 | 1.50 ± 0.00 | -3.00 ± 0.00 | 45.00 ± 5.00 |" in rows["ce"]  # R@k in %, over 2 seeds
     assert "0.68 / 1.42 / -2.75 / 82.2 / 95.4 / 97.4" in rows["ce"]  # the thesis's Table 5.6 row
-    assert rows["initial"].startswith("| initial | 2 | 1.00 ± 0.00") and "55.8" in rows["initial"]  # once per seed
+    assert "| 48.50 ± 3.50 | 90.00 ± 0.00 | 100.00 ± 0.00 | +3.50 ± 1.50 |" in rows["ce_antipodal"]  # 45 − 40 and 52 − 50, paired by seed
+    assert "| 100.00 | – |" in rows["ce_variance"] and "| 100.00 ± 0.00 | – | 0.68 /" in rows["ce"]
+    assert rows["initial"].startswith("| initial | 3 | 1.00 ± 0.00") and "55.8" in rows["initial"]  # once per seed
     assert "[seed 1](grid/0/geometry/val_evolution.png)" in rows["ce"]
     copied = tables.markdown(tables.collect([grid]), tmp_path / "tables.md", tmp_path / "pictures")
     assert "[seed 1](pictures/arasaac_en_ce_seed1.png)" in copied and (tmp_path / "pictures" / "arasaac_en_ce_seed1.png").exists()

@@ -1,8 +1,10 @@
 """The modality-gap study's tables from a multirun of experiment=modality_gap_study: one markdown table
 per data source in the thesis's layout (Tables 5.5-5.7): gap, misalignment, clustering, text->image
 R@1/5/10 in pools of 90 (random pools, the test split), for the initial model (each run's test before
-training) and after each loss setting, mean ± standard deviation over seeds, the thesis's values beside
-ours, and a link to each setting's picture of the validation histograms over the epochs.
+training) and after each loss setting, mean ± standard deviation over seeds, each setting's R@1 minus
+CE's R@1 of the same seed (paired: the seed fixes the projections' initialisation and the batch order,
+so the pairing removes most of the seed-to-seed spread), the thesis's values beside ours, and a link to
+each setting's picture of the validation histograms over the epochs.
 
     python experiments/modality_gap/tables.py logs/modality_gap_study/multiruns/<time> [more dirs] [--out tables.md]
     python experiments/modality_gap/tables.py <grid> --out experiments/modality_gap/study_tables.md --pictures experiments/modality_gap/evolution
@@ -82,13 +84,24 @@ def cell(values: list[float]) -> str:
     return f"{mean:.2f}" if len(values) == 1 else f"{mean:.2f} ± {statistics.pstdev(values):.2f}"
 
 
+def paired_difference(runs: list, reference_runs: list) -> str:
+    """Mean ± standard deviation over seeds of R@1 minus the reference setting's R@1 of the same seed
+    (percentage points), over the seeds both ran; "–" where none."""
+    reference = {seed: values["R@1"] for values, _, seed in reference_runs if "R@1" in values}
+    differences = [values["R@1"] - reference[seed] for values, _, seed in runs if "R@1" in values and seed in reference]
+    if not differences:
+        return "–"
+    mean = statistics.fmean(differences)
+    return f"{mean:+.2f}" if len(differences) == 1 else f"{mean:+.2f} ± {statistics.pstdev(differences):.2f}"
+
+
 def markdown(table: dict, out: Path, pictures: Path | None = None) -> str:
     lines = []
     for source in sorted(table):
         rows = table[source]
         thesis = THESIS.get(source, {})
-        lines += [f"### {source}", "", "| setting | seeds | " + " | ".join(COLUMNS) + " | thesis (" + " / ".join(COLUMNS) + ") | histograms over the epochs |",
-                  "|---" * (len(COLUMNS) + 4) + "|"]
+        lines += [f"### {source}", "", "| setting | seeds | " + " | ".join(COLUMNS) + " | R@1 − ce, same seed | thesis (" + " / ".join(COLUMNS)
+                  + ") | histograms over the epochs |", "|---" * (len(COLUMNS) + 5) + "|"]
         for setting in ("initial", *SETTINGS):
             runs = rows.get(setting, [])
             reference = thesis.get(setting)
@@ -96,7 +109,8 @@ def markdown(table: dict, out: Path, pictures: Path | None = None) -> str:
                 continue
             ours = " | ".join(cell([values[column] for values, _, _ in runs if column in values]) for column in COLUMNS)
             theirs = " / ".join("–" if value is None else f"{value:g}" for value in reference) if reference else "–"
-            lines.append(f"| {setting} | {len(runs)} | {ours} | {theirs} | {picture_link(runs, setting, source, out, pictures)} |")
+            paired = paired_difference(runs, rows.get("ce", [])) if setting not in ("initial", "ce") else "–"
+            lines.append(f"| {setting} | {len(runs)} | {ours} | {paired} | {theirs} | {picture_link(runs, setting, source, out, pictures)} |")
         lines.append("")
     return "\n".join(lines)
 
