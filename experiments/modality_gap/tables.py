@@ -77,11 +77,13 @@ def collect(grids: list[Path]) -> dict[str, dict[str, list[tuple[dict[str, float
     return table
 
 
-def cell(values: list[float]) -> str:
+def cell(values: list[float], signed: bool = False) -> str:
+    """Mean, or mean ± population standard deviation where more than one value; "–" where none;
+    `signed` writes the mean's sign (for differences)."""
     if not values:
         return "–"
-    mean = statistics.fmean(values)
-    return f"{mean:.2f}" if len(values) == 1 else f"{mean:.2f} ± {statistics.pstdev(values):.2f}"
+    mean = format(statistics.fmean(values), "+.2f" if signed else ".2f")
+    return mean if len(values) == 1 else f"{mean} ± {statistics.pstdev(values):.2f}"
 
 
 def paired_difference(runs: list, reference_runs: list) -> str:
@@ -89,10 +91,7 @@ def paired_difference(runs: list, reference_runs: list) -> str:
     (percentage points), over the seeds both ran; "–" where none."""
     reference = {seed: values["R@1"] for values, _, seed in reference_runs if "R@1" in values}
     differences = [values["R@1"] - reference[seed] for values, _, seed in runs if "R@1" in values and seed in reference]
-    if not differences:
-        return "–"
-    mean = statistics.fmean(differences)
-    return f"{mean:+.2f}" if len(differences) == 1 else f"{mean:+.2f} ± {statistics.pstdev(differences):.2f}"
+    return cell(differences, signed=True)
 
 
 def markdown(table: dict, out: Path, pictures: Path | None = None) -> str:
