@@ -145,6 +145,23 @@ def test_the_study_table_has_mean_and_spread_over_seeds_and_the_thesis_beside(tm
     assert "| ce_ortho_intra | 0 | – |" in rows["ce_ortho_intra"]  # the thesis ran it; we did not here
 
 
+def test_the_table_writer_names_a_wrong_grid_and_keeps_the_previous_table(tmp_path, monkeypatch, capsys):
+    tables = study_script("tables")
+    out = tmp_path / "tables.md"
+    out.write_text("previous table")
+    write_job(tmp_path / "grid", 0, "arasaac_en", "ce", 1, 0.40, 0.30)
+    (tmp_path / "grid" / "1").mkdir()
+    (tmp_path / "grid" / "1" / "metrics.json").write_text('{"test": {')  # a job cut off while writing
+    (tmp_path / "empty").mkdir()
+    for grid, message in [(tmp_path / "no_such_grid", "is not a directory"), (tmp_path / "empty", "no finished job"),
+                          (tmp_path / "grid", "1/metrics.json is not valid JSON")]:
+        monkeypatch.setattr(sys, "argv", ["tables.py", str(grid), "--out", str(out)])
+        with pytest.raises(SystemExit) as stopped:
+            tables.main()
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
+        assert out.read_text() == "previous table"
+
+
 @pytest.mark.slow
 def test_the_study_multirun_and_its_tables(tmp_path):
     import subprocess

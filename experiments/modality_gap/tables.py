@@ -26,6 +26,9 @@ from pathlib import Path
 
 import yaml
 
+from memegap.errors import UserError, reported_as_one_line
+from memegap.utils.io import atomic_path
+
 SETTINGS = ("ce", "ce_ortho_intra", "ce_ortho_intra_inter", "ce_variance", "ce_antipodal", "ce_antipodal_variance", "ce_cyclip")
 COLUMNS = ("gap", "misalignment", "clustering", "R@1", "R@5", "R@10")
 # The thesis's Tables 5.5 (COCO: no R@5 / R@10 printed), 5.6 (ARASAAC EN) and 5.7 (ARASAAC ES): CLIP ViT, text->image R@k in %.
@@ -64,9 +67,15 @@ def collect(grids: list[Path]) -> dict[str, dict[str, list[tuple[dict[str, float
     "initial" holds one test-before-training per source and seed (it does not depend on the setting)."""
     table: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for grid in grids:
+        if not grid.is_dir():
+            raise UserError(f"{grid} is not a directory: give the multirun dir of experiment=modality_gap_study "
+                            "(logs/modality_gap_study/multiruns/<time>)")
         for metrics_file in sorted(grid.glob("*/metrics.json"), key=lambda path: int(path.parent.name) if path.parent.name.isdigit() else 0):
             job = metrics_file.parent
-            metrics = json.loads(metrics_file.read_text())
+            try:
+                metrics = json.loads(metrics_file.read_text())
+            except json.JSONDecodeError as error:
+                raise UserError(f"{metrics_file} is not valid JSON ({error}): run that job again or move its dir out of the grid") from error
             if "test" not in metrics:
                 continue
             chosen = overrides_of(job)
@@ -130,10 +139,16 @@ def main() -> None:
     parser.add_argument("grids", type=Path, nargs="+", help="multirun dirs of experiment=modality_gap_study")
     parser.add_argument("--out", type=Path, default=Path("logs/modality_gap_study/tables.md"), help="the markdown file to write")
     parser.add_argument("--pictures", type=Path, help="copy the linked histogram pictures to this folder (default: link them in the run dirs)")
+    parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = parser.parse_args()
-    text = markdown(collect(args.grids), args.out, args.pictures)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
+    with reported_as_one_line("tables.py", verbose=args.verbose):
+        table = collect(args.grids)
+        if not table:
+            raise UserError(f"no finished job (a <job>/metrics.json with test metrics) in {', '.join(map(str, args.grids))}: "
+                            "give the multirun dir of experiment=modality_gap_study after its runs have tested")
+    text = markdown(table, args.out, args.pictures)
+    with atomic_path(args.out) as temporary:  # an interrupted write leaves the previous table whole
+        temporary.write_text(text, encoding="utf-8")
     print(text)
     print(f"written to {args.out}")
 
