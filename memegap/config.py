@@ -172,8 +172,8 @@ class ContrastiveLossConfig:
     weights: dict[str, float] = field(default_factory=dict)  # set by conf/model/loss/<setting>.yaml
     alpha: float = 1.0
     beta: float = 1.0
-    lambda_inter: float = 1.0
-    lambda_intra: float = 1.0
+    lambda_inter: float = 0.25
+    lambda_intra: float = 0.25
     reduction: str = "mean"
     variance_off_diagonal: str = "pooled"
 

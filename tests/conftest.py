@@ -70,6 +70,18 @@ def experiment_data(experiment: str, folder: Path, shared: Path | None) -> list[
     return [f"data.table={folder / 'sentiment.parquet'}", "data.image_size=32", "model.backbone.name=resnet18", "model.backbone.weights=none"]
 
 
+def assert_spearman_of_the_written_predictions(metrics: dict, run_dir: Path, shared_data: Path) -> None:
+    """The logged test Spearman is scipy's on the written predictions, whose true likes are the table's."""
+    import pandas as pd
+    from scipy.stats import spearmanr
+
+    predictions = pd.read_csv(run_dir / "popularity" / "test_predictions.csv", dtype={"id": str})
+    table = pd.read_csv(shared_data / "memes_reddit" / "memes.csv", dtype={"id": str}).set_index("id")
+    assert predictions["likes"].tolist() == table.loc[predictions["id"], "ups"].tolist()
+    expected = spearmanr(predictions["likes"], predictions["predicted_likes"]).statistic
+    assert metrics["test"]["test/popularity/spearman"] == pytest.approx(expected, abs=1e-3)
+
+
 def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
     """Compose conf/<config_name> as the CLI would, with its run dir set to `output_dir`."""
     register_configs()
@@ -94,12 +106,52 @@ def compose_train(tmp_path):
     GlobalHydra.instance().clear()
 
 
+# The fixtures that hand out a set-up a test may lack, and the marker each gives its tests.
+FIXTURE_MARKS = {"shared_data": "realdata", "shared_seeds": "realdata", "browser_page": "browser"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that uses shared_data (itself or through another fixture) is marked `realdata`, one
+    that uses browser_page `browser`: `-m "not realdata"` selects what runs without ../shared/data."""
+    for item in items:
+        for fixture, mark in FIXTURE_MARKS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(getattr(pytest.mark, mark))
+
+
+# Under CI (CI=true) ../shared/data lies beside the clone and .ci/run installs Chromium: a skip of such a
+# test there means a broken set-up, so it fails, naming the test and the reason.
+SET_UP_BY_CI = ("realdata", "browser")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail") and os.environ.get("CI") == "true":
+        marks = [name for name in SET_UP_BY_CI if item.get_closest_marker(name) is not None]
+        if marks:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            report.outcome = "failed"
+            report.longrepr = f"{item.nodeid} ({marks[0]}) was skipped under CI=true, where its set-up must be present: {reason}"
+
+
 @pytest.fixture
 def shared_data() -> Path:
-    """../shared/data beside the repo; tests using it are marked `realdata` and skip without it."""
+    """../shared/data beside the repo; tests using it are marked `realdata` (pytest_collection_modifyitems)
+    and skip without it (fail under CI=true)."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent (it sits beside the repo for the team's tests)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def shared_seeds() -> Path:
+    """../shared/seeds beside the repo: the source documents as text (marked `realdata`, as shared_data)."""
+    seeds = SHARED_DATA.parent / "seeds"
+    if not seeds.is_dir():
+        pytest.skip(f"source documents folder {seeds} is absent (it sits beside the repo for the team's tests)")
+    return seeds
 
 
 @pytest.fixture(scope="session")

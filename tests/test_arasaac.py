@@ -39,7 +39,6 @@ def test_bad_resolution_is_refused(tmp_path):
         fetch_arasaac(tmp_path, resolution=64)
 
 
-@pytest.mark.realdata
 def test_real_arasaac_pictograms_with_their_spanish_and_english_words(tmp_path, shared_data):
     folder = shared_data / "pictograms_jocomunico"
     with (folder / "labels.csv").open(encoding="utf-8") as handle:

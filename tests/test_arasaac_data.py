@@ -12,7 +12,6 @@ from memegap.testing.arasaac_api import arasaac_record
 from memegap.testing.faulty_images import good_png
 
 
-@pytest.mark.realdata
 def test_the_jocomunico_pictograms_split_by_concept(shared_data, tmp_path):
     root = shared_data / "pictograms_jocomunico"
     assert len(read_pictograms(root)) == 1093

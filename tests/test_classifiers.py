@@ -148,7 +148,6 @@ def test_cifar_download_offline_names_the_folder(tmp_path, monkeypatch):
             TorchvisionBackbone("resnet18", weights="imagenet")
 
 
-@pytest.mark.realdata
 def test_cifar_mapping_and_real_images_match_the_release(shared_data, tmp_path):
     """The 20 real CIFAR-100 test images, written in the release's format with their real label names,
     come out of the loader with the coarse label that labels.json (the release's meta) gives them."""
@@ -214,7 +213,6 @@ def test_a_misspelt_backbone_key_fails_at_start_up(tmp_path):
 # ---- image sentiment -------------------------------------------------------------------------------
 
 
-@pytest.mark.realdata
 def test_sentiment_reader_on_the_real_table(shared_data):
     table = read_sentiment_table(shared_data / SENTIMENT_CSV)
     labels = [row.label for row in table.rows]
@@ -236,7 +234,6 @@ def sentiment_subset(shared_data: Path, folder: Path, base_url: str, rows: int, 
     return path
 
 
-@pytest.mark.realdata
 def test_sentiment_download_store_and_training_count_what_they_leave_out(shared_data, tmp_path):
     from memegap.collect.cli import main as collect
 

@@ -14,7 +14,9 @@ from transformers import CLIPModel
 from memegap.errors import UserError
 from memegap.eval import evaluate
 from memegap.losses.contrastive import ContrastiveLoss
+from memegap.metrics.retrieval import recall_at_k
 from memegap.models.clip import ClipDualEncoder, ClipTokenizer, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from memegap.utils.trained_run import embed_split, set_up_data
 from tests.conftest import MINI_OVERRIDES, compose_config
 
 
@@ -25,7 +27,7 @@ def clip_module(path, **settings) -> ClipDualEncoder:
 def batch(n: int = 6, size: int = 32) -> dict:
     generator = torch.Generator().manual_seed(1)
     words = ["dog", "cat", "house", "tree", "car", "sun", "boat", "bird"]
-    return {"image": torch.rand(n, 3, size, size, generator=generator), "text": [f"A picture of a {word}" for word in words[:n]], "label": torch.arange(n)}
+    return {"image": torch.rand(n, 3, size, size, generator=generator), "text": [f"A picture of a {word}" for word in words[:n]], "image_id": torch.arange(n)}
 
 
 @pytest.mark.parametrize("finetune", ["dora", "lora", "last_n", "full"])
@@ -115,14 +117,30 @@ def test_training_lowers_the_loss_and_the_saved_weights_give_the_trained_embeddi
         torch.testing.assert_close(loaded["text"], trained["text"], rtol=1e-4, atol=1e-4)
 
 
-def test_memegap_eval_loads_a_merged_clip_without_a_checkpoint(tiny_clip, tmp_path):
-    cfg = compose_config(
-        "eval.yaml",
-        ["experiment=twemoji_gap", *MINI_OVERRIDES, "model=clip_dora", f"model.name_or_path={tiny_clip}", "logger=none"],
-        tmp_path / "eval",
-    )
+def test_memegap_eval_of_a_merged_clip_measures_the_merged_weights(tiny_clip, tmp_path):
+    """memegap-eval with model.name_or_path=<run>/clip_merged and no checkpoint gives the whole-split
+    retrieval of the merged (trained) weights, computed here from their own embeddings of the test split."""
+    module = clip_module(tiny_clip, rank=4).train()
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(5):
+        embeddings = module.embed(batch())
+        optimizer.zero_grad()
+        module.loss(embeddings["image"], embeddings["text"], module.logit_scale)["loss"].backward()
+        optimizer.step()
+    module.save_weights(tmp_path)
+    merged = tmp_path / "clip_merged"
+    cfg = compose_config("eval.yaml", ["experiment=twemoji_gap", *MINI_OVERRIDES, "model=clip_dora", f"model.name_or_path={merged}", "logger=none"],
+                         tmp_path / "eval")
     metrics = evaluate(cfg)
-    assert 0.0 <= metrics["test/retrieval/text_to_image_R@1"] <= 1.0 and metrics["test/loss"] > 0
+    datamodule = set_up_data(cfg)
+    with torch.no_grad():
+        embeddings, _ = embed_split(datamodule, clip_module(merged).eval(), "test")
+    expected = recall_at_k(embeddings["image"], embeddings["text"], image_of_row=embeddings["image_id"])
+    for key in ("text_to_image_R@1", "text_to_image_R@5", "image_to_text_R@1", "text_to_image_mean_rank", "image_to_text_mean_rank"):
+        assert metrics[f"test/retrieval/{key}"] == pytest.approx(expected[key], abs=1e-6), key
+
+
+def test_memegap_eval_of_a_dual_encoder_needs_a_checkpoint(tmp_path):
     with pytest.raises(UserError, match="needs ckpt_path"):
         evaluate(compose_config("eval.yaml", ["experiment=twemoji_gap", *MINI_OVERRIDES, "logger=none"], tmp_path / "eval2"))
 

@@ -15,9 +15,9 @@ from memegap.errors import UserError
 from memegap.metrics.retrieval import recall_at_k
 from memegap.testing.faulty_images import good_png
 from memegap.train import train
+from memegap.utils.trained_run import set_up_data, trained_model
 
 
-@pytest.mark.realdata
 def test_the_mini_coco_pairs_every_caption_at_evaluation_and_one_per_image_in_training(shared_data, tmp_path):
     module = CocoCaptionsDataModule(str(shared_data / "coco_mini"), image_size=16, store_dir=str(tmp_path / "store"), prompt="A picture of ")
     module.setup()
@@ -27,7 +27,7 @@ def test_the_mini_coco_pairs_every_caption_at_evaluation_and_one_per_image_in_tr
     assert counts["train_captions"] == 5 * 80
     val = module.datasets["val"]
     assert len(val) == 5 * counts["val_images"] and val.texts[0].startswith("A picture of ")
-    assert val.image_rows == sorted(val.image_rows) and val[7]["label"] == 1  # captions of one image together
+    assert val.image_rows == sorted(val.image_rows) and val[7]["image_id"] == 1  # captions of one image together
     sampler = module.train_dataloader().sampler
     first, again = list(sampler), list(sampler)
     assert first == again and len(first) == 80  # the same epoch draws the same captions
@@ -99,14 +99,23 @@ def test_one_caption_per_image_gives_the_plain_pairs_metrics():
         assert recall_at_k(image, text, pool_size=pool_size, image_of_row=torch.arange(40) * 3) == recall_at_k(image, text, pool_size=pool_size)
 
 
-@pytest.mark.realdata
 def test_coco_gap_logs_train_subset_recall_and_the_data_counts(shared_data, compose_train, tmp_path):
     cfg = compose_train("experiment=coco_gap", f"data.root={shared_data / 'coco_mini'}", "logger=csv",
                         "callbacks.cross_modal_retrieval.train_subset=16")
     metrics = train(cfg)
     assert "train/retrieval/text_to_image_R@1" in metrics["before_fit"] and "train/retrieval/text_to_image_R@1" in metrics["test"]
     fit = metrics["fit"]
-    assert 0.0 <= fit["train/retrieval/text_to_image_R@1"] <= 1.0 and fit["train/retrieval/pool_size"] == 8.0
+    assert fit["train/retrieval/pool_size"] == 8.0
+    # the test stage's train-subset R@1 is that of the best checkpoint on 16 training images, all their captions
+    datamodule, model = set_up_data(cfg), trained_model(cfg, tmp_path)
+    with torch.no_grad():
+        parts = [(model.embed(batch), batch["image_id"]) for batch in datamodule.subset_loader("train", 16)]
+    image, text = (torch.cat([embedded[key] for embedded, _ in parts]) for key in ("image", "text"))
+    image_ids = torch.cat([ids for _, ids in parts])
+    assert len(set(image_ids.tolist())) == 16
+    expected = recall_at_k(image, text, image_of_row=image_ids)
+    for key in ("text_to_image_R@1", "image_to_text_R@1", "text_to_image_mean_rank"):
+        assert metrics["test"][f"train/retrieval/{key}"] == pytest.approx(expected[key], abs=1e-6), key
     assert fit["val/retrieval/pool_size"] == 8.0 and "val/geometry/gap" in fit
     with open(next((tmp_path / "csv").rglob("metrics.csv")), newline="") as handle:
         rows = list(csv.DictReader(handle))

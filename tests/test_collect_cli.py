@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -164,10 +163,9 @@ def test_a_missing_urls_file_is_one_line_and_verbose_shows_the_traceback(tmp_pat
 
 def test_urls_that_can_never_work_are_rejected_at_once(tmp_path):
     settings = DownloadSettings(max_attempts=5, backoff=1.0)  # a retried URL would take 15 s of backoff
-    started = time.monotonic()
     rows = Downloader(tmp_path, settings).fetch_all(["ftp://host/a.png", "not a url", "http:///no-host.png"], show_progress=False)
-    assert time.monotonic() - started < 3.0
     assert [row["status"] for row in rows] == ["rejected"] * 3
+    assert [row["attempts"] for row in rows] == [0, 0, 0]  # never sent, so never retried
     assert all("not an http(s) URL" in row["error"] for row in rows)
 
 
@@ -225,7 +223,6 @@ def test_the_miner_keeps_a_users_own_column_of_memes_parquet(tmp_path, monkeypat
     assert [(row["id"], row["funny"]) for row in rows] == [("1", True), ("2", False)]
 
 
-@pytest.mark.realdata
 def test_the_real_sentiment_csv_keeps_every_row_column_and_its_line_endings(shared_data, tmp_path, capsys):
     # 15,613 rows, CR line endings, quoted fields with line breaks, the URLs in `imageurl`
     table = tmp_path / "sentiment.csv"

@@ -3,6 +3,7 @@ and a wrong key or type fails at start-up naming the key."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 from memegap.config import CONFIG_DIR, ConfigError, validate_config
+from memegap.errors import UserError
 from memegap.train import train
 from tests.conftest import MINI_OVERRIDES, SINGLE_MODALITY_MINI_OVERRIDES, compose_config, experiment_data
 
@@ -33,21 +35,42 @@ SINGLE_MODALITY_EXPERIMENTS = ("cifar100_cnn", "cifar100_resnet", "image_sentime
 NEEDS_SHARED_DATA = ("image_sentiment", "memes_triplet", "memes_regression", "memes_study", "posts_image")
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
+# What each callback promises among a run's test metrics, by its name in cfg.callbacks.
+PROMISED = {
+    "cross_modal_retrieval": ("test/retrieval/text_to_image_R@1", "test/retrieval/image_to_text_R@1", "test/retrieval/pool_size"),
+    "classification_report": ("test/classification/acc", "test/classification/f1_macro", "test/classification/balanced_acc"),
+    "popularity_report": ("test/popularity/spearman", "test/popularity/mae_log", "test/popularity/pairwise_acc"),
+}
+# The geometry of a model kind: two modalities (a dual encoder) or one with classes or like bins.
+GEOMETRY = {2: ("test/geometry/gap", "test/geometry/alignment", "test/geometry/uniformity"), 1: ("test/geometry/uniformity",)}
+
+
+def needs_shared_data(experiment: str) -> bool:
+    return experiment in NEEDS_SHARED_DATA or any("{shared}" in override for override in EXPERIMENT_DATA.get(experiment, []))
+
+
+@pytest.mark.parametrize("experiment", [pytest.param(e, marks=pytest.mark.realdata) if needs_shared_data(e) else e for e in EXPERIMENTS])
 def test_experiment_runs_fast_dev_run(experiment, compose_train, request, tmp_path):
+    """A fast dev run of every experiment logs, finite, the metric its checkpoint monitors, the metrics its
+    callbacks promise and the geometry of its model kind."""
     fast = ["+trainer.fast_dev_run=true", "logger=none", "test_before_fit=false"]
+    shared = request.getfixturevalue("shared_data") if needs_shared_data(experiment) else None
     if experiment in SINGLE_MODALITY_EXPERIMENTS:
-        shared = request.getfixturevalue("shared_data") if experiment in NEEDS_SHARED_DATA else None
         data = experiment_data(experiment, tmp_path, shared)
         cfg = compose_config("train.yaml", [f"experiment={experiment}", *SINGLE_MODALITY_MINI_OVERRIDES, *data, *fast], tmp_path / "run")
     else:
         needs = EXPERIMENT_DATA.get(experiment, [])
-        shared = request.getfixturevalue("shared_data") if needs else None
         tiny_clip = request.getfixturevalue("tiny_clip") if any("{tiny_clip}" in override for override in needs) else None
         data = [override.format(shared=shared, tiny_clip=tiny_clip) for override in needs]
         cfg = compose_train(f"experiment={experiment}", *data, *fast)
     metrics = train(cfg)
-    assert metrics["test"]["test/loss"] > 0
+    logged = metrics["fit"] | metrics["test"]
+    promised = [cfg.callbacks.model_checkpoint.monitor, "test/loss"]
+    promised += [key for name, keys in PROMISED.items() if name in cfg.callbacks for key in keys]
+    promised += GEOMETRY[2 if experiment not in SINGLE_MODALITY_EXPERIMENTS else 1]
+    missing = [key for key in promised if key not in logged]
+    assert missing == [], f"{experiment} did not log {missing}"
+    assert all(math.isfinite(logged[key]) for key in promised), {key: logged[key] for key in promised}
 
 
 @pytest.mark.parametrize(
@@ -58,7 +81,7 @@ def test_every_option_of_a_group_composes_and_passes_validation(group, tmp_path)
     for option in group_options(group):
         experiment = {"classification": "cifar100_cnn", "popularity": "memes_triplet"}.get(option, "twemoji_gap") if group == "callbacks" else "twemoji_gap"
         cfg = compose_config("train.yaml", [f"experiment={experiment}", f"{group}={option}"], tmp_path)
-        assert cfg.data.batch_size > 0
+        assert cfg.hydra.runtime.choices[group] == option  # the option itself, not one an experiment put back
         validate_config(cfg)  # our own configs name real arguments, of the right types
 
 
@@ -210,3 +233,91 @@ def test_every_source_of_the_modality_gap_study_composes(tmp_path):
         validate_config(cfg)
         assert cfg.data.get("root", "/p") in ("/p", "/c") and cfg.data.batch_size == 90
         assert cfg.data.get("language", "en") == ("es" if option.endswith("_es") else "en")
+
+
+@pytest.mark.parametrize(
+    "experiment, data, missing",
+    [
+        ("cifar100_cnn", "twemoji", "['label']"),            # a classifier on pairs without classes
+        ("memes_triplet", "twemoji", "['bin', 'likes', 'negative_image', 'positive_image']"),  # a likes model on pictograms
+        (None, "cifar100", "['image_id', 'text']"),  # train.yaml's dual encoder on images without texts
+    ],
+)
+def test_a_senseless_pair_of_groups_fails_at_start_up_in_one_line_naming_both(experiment, data, missing, tmp_path):
+    chosen = [f"experiment={experiment}"] if experiment else []
+    cfg = compose_config("train.yaml", [*chosen, f"data={data}", "logger=none", "extras.print_config=false"], tmp_path)
+    model = cfg.hydra.runtime.choices.model
+    with pytest.raises(UserError) as error:
+        train(cfg)
+    message = str(error.value)
+    assert "\n" not in message and f"model={model} does not fit data={data}" in message and missing in message
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_every_batch_key_that_a_model_reads_or_a_data_module_gives_is_in_the_schema():
+    from memegap.batch import described
+    from memegap.data.labelled import LabelledImageDataModule
+    from memegap.data.memes import SAMPLING, MemesDataModule
+    from memegap.data.pairs import PairedDataModule
+    from memegap.models.classifier import ImageClassifier
+    from memegap.models.dual_encoder import ContrastiveDualEncoder
+
+    keys = {*PairedDataModule.batch_keys, *LabelledImageDataModule.batch_keys, *ImageClassifier.needs_batch_keys, *ContrastiveDualEncoder.needs_batch_keys}
+    for sampling in SAMPLING:
+        keys |= set(MemesDataModule(sampling=sampling, text_features=["afinn"]).batch_keys)
+    for key in keys:
+        assert described(key)
+    with pytest.raises(KeyError, match="labels"):
+        described("labels")
+
+
+# A group option that sets one of our classes' arguments to another value than the class's own default,
+# because that value is what the option is for (not a second statement of the default).
+OPTION_SETTINGS = {("model/dual_encoder.yaml", "image_tower.pool_stages"), ("model/cifar_cnn.yaml", "dropout")}
+
+
+def test_no_default_is_stated_twice_with_two_values():
+    """The class signature, the config schema (memegap.config) and each group option's YAML agree on
+    every default they each state for our own classes (third-party targets, e.g. torch's optimizers,
+    have their own defaults that a config is free to change)."""
+    import dataclasses
+    import inspect
+
+    import yaml
+    from hydra.utils import get_class
+
+    from memegap.config import SCHEMAS, names_its_arguments
+
+    def class_defaults(target: str) -> dict:
+        cls = next(klass for klass in get_class(target).__mro__ if names_its_arguments(klass))
+        return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items() if p.default is not inspect.Parameter.empty}
+
+    def same(a, b) -> bool:
+        return (list(a) if isinstance(a, tuple) else a) == (list(b) if isinstance(b, tuple) else b)
+
+    disagreements = []
+    schemas = {name: schema for group in SCHEMAS.values() for name, schema in group.items()}
+    for schema in schemas.values():
+        defaults = class_defaults(schema._target_)
+        for f in dataclasses.fields(schema):
+            value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if f.name in defaults and not dataclasses.is_dataclass(value) and not same(value, defaults[f.name]):
+                disagreements.append(f"{schema.__name__}.{f.name}: {value!r} there, {defaults[f.name]!r} in {schema._target_}")
+
+    def walk(node: dict, target: str | None, where: str, path: str) -> None:
+        defaults = class_defaults(target) if target and target.startswith("memegap.") else {}
+        for key, value in node.items():
+            if key == "defaults" or key.startswith("_"):
+                continue
+            if isinstance(value, dict):
+                walk(value, value.get("_target_"), f"{where}{key}.", path)
+            elif key in defaults and not (isinstance(value, str) and "${" in value) and (path, where + key) not in OPTION_SETTINGS:
+                if not same(value, defaults[key]):
+                    disagreements.append(f"{path} {where}{key}: {value!r} there, {defaults[key]!r} in {target}")
+
+    root = Path(CONFIG_DIR)
+    for path in sorted([*root.glob("data/*.yaml"), *root.glob("model/*.yaml"), *root.glob("model/*/*.yaml")]):
+        node = yaml.safe_load(path.read_text()) or {}
+        schema = next((schemas[d] for d in node.get("defaults", []) if isinstance(d, str) and d in schemas), None)
+        walk(node, node.get("_target_") or (schema._target_ if schema else None), "", path.relative_to(root).as_posix())
+    assert disagreements == []

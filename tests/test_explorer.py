@@ -25,7 +25,7 @@ def test_the_page_is_one_self_contained_file(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def browser_page(tmp_path_factory):
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed (Debian package chromium; .ci/run installs it)")
     from playwright.sync_api import sync_playwright
@@ -44,38 +44,38 @@ def shown(page, key: str) -> float:
     return float(page.text_content(f"#value-{key}"))
 
 
-def test_moving_a_slider_updates_the_values(page, tmp_path):
-    assert page.text_content("#angle_y_value") == "45"
-    page.focus("#n")
-    page.keyboard.press("Home")  # N = 10 per modality: each redraw is quick
-    assert page.text_content("#n_value") == "10"
-    before = shown(page, "gap")
-    page.focus("#kappa_x")
-    page.keyboard.press("End")  # κ image 500
-    page.focus("#kappa_y")
-    page.keyboard.press("End")  # κ text 500
-    page.focus("#angle_y")
-    page.keyboard.press("End")  # 45° -> 180°: the text cloud opposite the image cloud
-    assert page.text_content("#angle_y_value") == "180"
-    after = shown(page, "gap")
+def test_moving_a_slider_updates_the_values(browser_page, tmp_path):
+    assert browser_page.text_content("#angle_y_value") == "45"
+    browser_page.focus("#n")
+    browser_page.keyboard.press("Home")  # N = 10 per modality: each redraw is quick
+    assert browser_page.text_content("#n_value") == "10"
+    before = shown(browser_page, "gap")
+    browser_page.focus("#kappa_x")
+    browser_page.keyboard.press("End")  # κ image 500
+    browser_page.focus("#kappa_y")
+    browser_page.keyboard.press("End")  # κ text 500
+    browser_page.focus("#angle_y")
+    browser_page.keyboard.press("End")  # 45° -> 180°: the text cloud opposite the image cloud
+    assert browser_page.text_content("#angle_y_value") == "180"
+    after = shown(browser_page, "gap")
     assert after != before and after == pytest.approx(2.0, abs=0.05)  # two tight clouds 180° apart: 2·sin 90°
     # |cos| between the modalities is as large as within them: the thesis's o_inter equals its o_intra at 180°
-    assert shown(page, "thesis_ortho_inter") == pytest.approx(shown(page, "thesis_ortho_intra"), abs=0.05)
-    page.screenshot(path=str(tmp_path / "explorer.png"))
+    assert shown(browser_page, "thesis_ortho_inter") == pytest.approx(shown(browser_page, "thesis_ortho_intra"), abs=0.05)
+    browser_page.screenshot(path=str(tmp_path / "explorer.png"))
     assert (tmp_path / "explorer.png").stat().st_size > 10_000
 
 
-def test_the_pages_measures_are_the_python_ones(page):
+def test_the_pages_measures_are_the_python_ones(browser_page):
     x, y = sample_pair(40, 3, 20.0, 5.0, 10.0, 70.0, seed=4)
-    in_page = page.evaluate("([x, y]) => memegap.measure(x, y, 0.7, -1.3)", [x.tolist(), y.tolist()])
+    in_page = browser_page.evaluate("([x, y]) => memegap.measure(x, y, 0.7, -1.3)", [x.tolist(), y.tolist()])
     expected = measure(x, y, alpha=0.7, beta=-1.3)
     for key in MEASURES:
         assert in_page[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-12), key
 
 
-def test_the_pages_sampler_has_the_power_spherical_mean(page):
+def test_the_pages_sampler_has_the_power_spherical_mean(browser_page):
     # mean cosine to the mean direction: κ / (κ + d − 1) in d = 3; 4000 draws, standard error below 0.003 here
-    mean_cosine = page.evaluate("""() => {
+    mean_cosine = browser_page.evaluate("""() => {
         const points = memegap.sampleCloud(4000, 10, 60, memegap.mulberry32(7));
         const mu = [Math.cos(Math.PI / 3), Math.sin(Math.PI / 3), 0];
         return points.reduce((s, p) => s + p[0] * mu[0] + p[1] * mu[1] + p[2] * mu[2], 0) / points.length; }""")

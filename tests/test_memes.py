@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import hydra
 import lightning as L
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ from memegap.index.knn import KnnIndex, knn_predict
 from memegap.metrics.popularity import bootstrap_interval, mae_log, overall_metrics, pairwise_accuracy, per_bin_metrics, spearman
 from memegap.models.siamese_triplet import SiameseTriplet, embedding_spread, triplet_loss
 from memegap.train import train
-from tests.conftest import compose_config
+from tests.conftest import assert_spearman_of_the_written_predictions, compose_config
 
 REDDIT = "memes_reddit/memes.csv"
 
@@ -40,7 +41,6 @@ def memes_table(folder: Path, likes: list, ids: list | None = None, images: int 
     return table
 
 
-@pytest.mark.realdata
 def test_the_reddit_layout_is_read_as_memes(shared_data):
     table = read_memes_table(shared_data / REDDIT)
     assert len(table.memes) == 1663 and table.bad_rows == 0
@@ -189,7 +189,7 @@ class OnePoint(torch.nn.Module):
 def test_a_collapsed_embedding_is_detected_and_named():
     model = SiameseTriplet(OnePoint(), optimizer=lambda params: torch.optim.SGD(params, lr=0.0))
     images = torch.rand(8, 3, 4, 4)
-    batch = {"image": images, "positive_image": images.flip(0), "negative_image": images.roll(1, 0), "label": torch.zeros(8, dtype=torch.long)}
+    batch = {"image": images, "positive_image": images.flip(0), "negative_image": images.roll(1, 0), "bin": torch.zeros(8, dtype=torch.long)}
     loader = torch.utils.data.DataLoader([batch], batch_size=None)
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     with pytest.warns(UserWarning, match=r"triplet loss sits at the margin \(1.000 ≈ 1.000\).*collapsed.*model.distance=cosine"):
@@ -207,17 +207,16 @@ def train_on_real_memes(shared_data: Path, tmp_path: Path, *overrides: str) -> d
     return train(cfg)
 
 
-@pytest.mark.realdata
 def test_triplet_training_on_real_memes_lowers_the_loss(shared_data, tmp_path):
     metrics = train_on_real_memes(shared_data, tmp_path, "callbacks.popularity_report.baselines=false", "callbacks.popularity_report.pictures=false")
     history = pd.read_csv(next(tmp_path.rglob("metrics.csv")))
     losses = history["train/loss_epoch"].dropna().tolist()
     assert losses[-1] < losses[0], losses
-    assert -1 <= metrics["test"]["test/popularity/spearman"] <= 1 and "| this model (kNN, k = 10) |" in (tmp_path / "popularity" / "test_report.md").read_text()
+    assert_spearman_of_the_written_predictions(metrics, tmp_path, shared_data)
+    assert "| this model (kNN, k = 10) |" in (tmp_path / "popularity" / "test_report.md").read_text()
 
 
 @pytest.mark.slow
-@pytest.mark.realdata
 def test_the_report_holds_every_baseline_and_picture(shared_data, tmp_path):
     """Slow: the baselines embed every meme with two pretrained towers, and UMAP compiles (~10 s)."""
     train_on_real_memes(shared_data, tmp_path, "trainer.max_epochs=1")
@@ -229,16 +228,20 @@ def test_the_report_holds_every_baseline_and_picture(shared_data, tmp_path):
         assert (tmp_path / "popularity" / f"{picture}.png").stat().st_size > 0
 
 
-@pytest.mark.realdata
 def test_memes_compose_with_the_dual_encoder(shared_data, tmp_path):
     """data=memes model=dual_encoder: meme pictures and their post titles as image-text pairs."""
     cfg = compose_config("train.yaml", [
         "experiment=twemoji_gap", "data=memes", f"data.table={shared_data / REDDIT}", "data.sampling=items", "data.image_size=32",
         "data.max_per_split=24", "data.batch_size=8", "+trainer.fast_dev_run=true", "logger=none", "extras.print_config=false",
-        "callbacks.cross_modal_retrieval.pool_size=8", "test_before_fit=false",
+        "data.eval_batch_size=24", "callbacks.cross_modal_retrieval.pool_size=90", "test_before_fit=false",
     ], tmp_path)
+    memes = hydra.utils.instantiate(cfg.data)
+    memes.setup()
     metrics = train(cfg)
-    assert "test/geometry/gap" in metrics["test"] and "test/retrieval/image_to_text_R@1" in metrics["test"]
+    # Each meme is its own image: the pool holds every test meme (it held one "image" per like bin, 4,
+    # when the pairs' image ids were the like bins).
+    assert metrics["test"]["test/retrieval/pool_size"] == len(memes.datasets["test"]) == 24
+    assert "test/geometry/gap" in metrics["test"]
 
 
 @pytest.mark.parametrize("name, trains, trained", [("alexnet", "fc", {"head"}), ("resnet18", "last_n", {"head", "layer4"})])
@@ -281,7 +284,6 @@ def test_pairs_are_new_each_epoch_and_never_a_meme_with_itself():
     assert list(sampler) != pairs
 
 
-@pytest.mark.realdata
 def test_regression_training_on_real_memes_lowers_the_loss(shared_data, tmp_path):
     cfg = compose_config("train.yaml", [
         "experiment=memes_regression", f"data.table={shared_data / REDDIT}", "data.image_size=32", "data.max_per_split=64",
@@ -292,4 +294,4 @@ def test_regression_training_on_real_memes_lowers_the_loss(shared_data, tmp_path
     losses = pd.read_csv(next(tmp_path.rglob("metrics.csv")))["train/loss_epoch"].dropna().tolist()
     assert losses[-1] < losses[0], losses
     assert "| this model (its own predictor, k = 10) |" in (tmp_path / "popularity" / "test_report.md").read_text()
-    assert -1 <= metrics["test"]["test/popularity/spearman"] <= 1
+    assert_spearman_of_the_written_predictions(metrics, tmp_path, shared_data)

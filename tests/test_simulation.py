@@ -42,12 +42,37 @@ def test_the_thesis_reading_of_o_intra_is_twice_the_mean_absolute_cosine_off_the
     assert values["thesis_ortho_inter"] == pytest.approx(expected, abs=0.01)  # at θ = 0 the pairs are independent draws too
 
 
-def test_the_table_script_writes_every_table_beside_the_thesis(tmp_path):
+def load_simulate():
     path = Path(__file__).resolve().parents[1] / "experiments" / "modality_gap" / "simulate.py"
     spec = importlib.util.spec_from_file_location("simulate", path)
     simulate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(simulate)
-    text = simulate.tables([0])
+    return simulate
+
+
+def printed_half_unit(value: float) -> float:
+    """Half a unit of the last digit the thesis printed (0.842 -> 0.0005, 1.4 -> 0.05)."""
+    text = repr(value)
+    return 0.5 * 10 ** -(len(text.split(".")[1]) if "." in text else 0)
+
+
+def test_the_simulation_reproduces_the_thesis_within_the_seed_spread():
+    """Our clustering (Table 5.1), gap (Table 5.2) and loss terms (Table 5.3) lie within 3 standard deviations
+    over 3 seeds, plus the thesis's rounding, of the thesis's printed values. Left out, as differences we
+    measure and show on the study page: Table 5.2 at 180° (thesis 1.98; ours 1.992 ± 0.000, near 2·sin 90° = 2),
+    Table 5.3's o_inter at 90° (thesis 0; ours 0.13) and Table 5.4's CyCLIP at κ = 10."""
+    simulate, seeds = load_simulate(), [0, 1, 2]
+    checks = [(simulate.over_seeds(500, kappa, 0, seeds)["clustering"], thesis, f"5.1 κ={kappa}") for kappa, thesis in simulate.THESIS_CLUSTERING.items()]
+    checks += [(simulate.over_seeds(500, 500, angle, seeds)["gap"], thesis, f"5.2 θ={angle}") for angle, thesis in simulate.THESIS_GAP.items() if angle not in (0, 180)]
+    for angle in (0, 45, 180):
+        values = simulate.over_seeds(50, 500, angle, seeds)
+        for term, thesis in zip(simulate.TERMS[:3], simulate.THESIS_TERMS_BY_ANGLE[angle]):
+            checks.append((values[term], thesis, f"5.3 θ={angle} {term}"))
+    for (mean, spread), thesis, name in checks:
+        assert abs(mean - thesis) <= 3 * spread + printed_half_unit(thesis) + 1e-9, (name, mean, spread, thesis)
+
+
+def test_the_table_script_writes_every_table(tmp_path):
+    text = load_simulate().tables([0])
     for title in ("Table 5.1", "Table 5.2", "Table 5.3", "Table 5.4"):
         assert title in text
-    assert "| 45° | 0.76" in text and "| -0.842 |" in text

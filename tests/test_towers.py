@@ -51,25 +51,45 @@ def test_the_text_tower_loads_without_a_pooler_and_its_output_is_unchanged():
 
 
 def test_a_hub_id_offline_fails_at_once_with_a_message(monkeypatch):
+    """Unreachable hub: one probe, no retry, then the message; HF_HUB_OFFLINE=1: no network call at all."""
     import socket
-    import time
+    import threading
 
     import pytest
 
     from memegap.errors import UserError
     from memegap.models.towers import MiniLMText
 
-    with socket.socket() as probe:  # a loopback port nobody listens on: the hub "cannot be reached"
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    started = time.monotonic()
-    with pytest.raises(UserError, match=r"model\.text_tower\.model_dir=sentence-transformers/all-MiniLM-L12-v2: .*cannot be reached"):
-        MiniLMText(model_dir="sentence-transformers/all-MiniLM-L12-v2")
-    assert time.monotonic() - started < 5.0
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(UserError, match="HF_HUB_OFFLINE is set"):
-        MiniLMText(model_dir="sentence-transformers/all-MiniLM-L12-v2")
+    connections = []
+    with socket.socket() as hub:  # a loopback "hub" that counts connections and hangs up on each
+        hub.bind(("127.0.0.1", 0))
+        hub.listen()
+        hub.settimeout(0.2)
+
+        def count_and_hang_up(stop: threading.Event) -> None:
+            while not stop.is_set():
+                try:
+                    connection, _ = hub.accept()
+                except OSError:
+                    continue
+                connections.append(1)
+                connection.close()
+
+        stop = threading.Event()
+        counter = threading.Thread(target=count_and_hang_up, args=(stop,), daemon=True)
+        counter.start()
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{hub.getsockname()[1]}")
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        try:
+            with pytest.raises(UserError, match=r"model\.text_tower\.model_dir=sentence-transformers/all-MiniLM-L12-v2: .*cannot be reached"):
+                MiniLMText(model_dir="sentence-transformers/all-MiniLM-L12-v2")
+            assert len(connections) == 1  # one probe, never retried
+            monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+            with pytest.raises(UserError, match="HF_HUB_OFFLINE is set"):
+                MiniLMText(model_dir="sentence-transformers/all-MiniLM-L12-v2")
+            assert len(connections) == 1  # offline: no call at all
+        finally:
+            stop.set()
+            counter.join()
     with pytest.raises(UserError, match="no such directory"):
         MiniLMText(model_dir="./models/minilm")

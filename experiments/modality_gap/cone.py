@@ -64,10 +64,10 @@ def reinitialise(model: torch.nn.Module, seed: int) -> None:
 @torch.no_grad()
 def embed(model: torch.nn.Module, loader) -> tuple[torch.Tensor, torch.Tensor]:
     """Each image once with its first caption: (image N×d, text N×d)."""
-    parts = [(model.embed(batch), batch["label"]) for batch in loader]
+    parts = [(model.embed(batch), batch["image_id"]) for batch in loader]
     image = torch.cat([part["image"] for part, _ in parts]).float()
     text = torch.cat([part["text"] for part, _ in parts]).float()
-    first_rows = images_of_rows(torch.cat([labels for _, labels in parts]))[0]
+    first_rows = images_of_rows(torch.cat([image_ids for _, image_ids in parts]))[0]
     return image[first_rows], text[first_rows]
 
 

@@ -75,7 +75,7 @@ def sweep(args: argparse.Namespace) -> None:
     zero_shot, labels, class_text = zero_shot_inputs(datamodule, model, row_ids)
     retrieval = cfg.callbacks.cross_modal_retrieval
     rows = shift_sweep(embeddings["image"], embeddings["text"], args.lambdas, float(model.logit_scale.detach()),
-                       retrieval.pool_size, retrieval.get("pool_repeats", 1), embeddings["image_ids"], labels, class_text)
+                       retrieval.pool_size, retrieval.get("pool_repeats", 1), embeddings["image_id"], labels, class_text)
     out = args.run_dir / "shift"
     out.mkdir(exist_ok=True)
     result = {"run": str(args.run_dir), "split": args.split, "zero_shot": zero_shot, "rows": rows}

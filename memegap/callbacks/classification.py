@@ -16,7 +16,7 @@ from memegap.utils.io import atomic_path
 
 
 class ClassificationReport(EmbeddingCollector):
-    """Needs the steps to return "logits" (N×C) and "labels" (N), as memegap.models.classifier does.
+    """Needs the steps to return "logits" (N×C) and "label" (N), as memegap.models.classifier does.
 
     Logs `<stage>/classification/{acc_top5, balanced_acc, precision_macro, recall_macro, f1_macro}`
     (top-1 accuracy is the model's own `<stage>/acc`) and writes, for the latest epoch of each stage,
@@ -31,9 +31,9 @@ class ClassificationReport(EmbeddingCollector):
         self.save_files = save_files
 
     def on_embeddings(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, embeddings: dict[str, Tensor], targets: dict[str, Tensor]) -> None:
-        if "logits" not in targets or "labels" not in targets:
-            raise TypeError(f"{type(self).__name__} needs validation_step/test_step to return 'logits' and 'labels'")
-        logits, labels = targets["logits"], targets["labels"]
+        if "logits" not in targets or "label" not in targets:
+            raise TypeError(f"{type(self).__name__} needs validation_step/test_step to return 'logits' and 'label'")
+        logits, labels = targets["logits"], targets["label"]
         num_classes = logits.shape[1]
         for key, value in classification_summary(logits, labels, num_classes).items():
             if key != "acc":

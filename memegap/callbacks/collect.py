@@ -2,10 +2,10 @@
 
 Contract: a LightningModule's validation_step and test_step return {"loss": ..., "embeddings":
 self.embed(batch)}, where embed returns a dict of N×d tensors ({"image", "text"} or {"anchor",
-"positive"}, or {"image"} alone for a classifier). A classifier also returns "labels" (N, int64) and
-"logits" (N×C), a likes model "labels" (like bins) and "likes" (N), a dual encoder "image_ids" (each
-pair's image, shared by the captions of one image); they are gathered beside the embeddings as
-`targets`. Callbacks get both on the module's device. The sanity check is ignored. Under DDP the tensors of all ranks are gathered.
+"positive"}, or {"image"} alone for a classifier). Beside them, under the batch keys' own names
+(memegap.batch.SCHEMA): a classifier returns "label" (N, int64) and "logits" (N×C), a likes model
+"bin" (like bins) and "likes" (N), a dual encoder "image_id" (each pair's image, shared by the
+captions of one image); they are gathered beside the embeddings as `targets`. Callbacks get both on the module's device. The sanity check is ignored. Under DDP the tensors of all ranks are gathered.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import lightning as L
 import torch
 from torch import Tensor
 
-# What a classifier's steps return beside the embeddings (see the module docstring).
-TARGET_KEYS = ("labels", "logits", "likes", "image_ids")
+# What the steps return beside the embeddings (see the module docstring).
+TARGET_KEYS = ("label", "bin", "logits", "likes", "image_id")
 
 
 class EmbeddingCollector(L.Callback, ABC):
@@ -32,7 +32,7 @@ class EmbeddingCollector(L.Callback, ABC):
         self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, embeddings: dict[str, Tensor], targets: dict[str, Tensor]
     ) -> None:
         """Handle the embeddings of a whole validation/test epoch: {modality: N×d}, and the targets
-        the steps returned beside them ({"labels": N, "logits": N×C}; empty for paired data)."""
+        the steps returned beside them ({"label": N, "logits": N×C}, {"image_id": N} for pairs)."""
 
     def _collect(self, trainer: L.Trainer, outputs) -> None:
         if trainer.sanity_checking:

@@ -20,10 +20,10 @@ class EmbeddingGeometry(EmbeddingCollector):
     uniformity}` each epoch and the four cosine histograms `<stage>/geometry/cosine_{intra_<x>, intra_<y>,
     inter_paired, inter_cross}`.
 
-    Pairs whose "image_ids" target names their image (COCO's 5 captions per image) are measured on each image
+    Pairs whose "image_id" target names their image (COCO's 5 captions per image) are measured on each image
     once, with its first caption.
 
-    One modality with class labels (a classifier's features): logs `<stage>/geometry/uniformity`, the
+    One modality with classes ("label", a classifier's features; or "bin", a likes model's like bins): logs `<stage>/geometry/uniformity`, the
     mean cosine of same-class and of other-class pairs (`cosine_same_class_mean`, `cosine_other_class_mean`)
     and their two histograms `cosine_same_class`, `cosine_other_class`.
 
@@ -41,12 +41,12 @@ class EmbeddingGeometry(EmbeddingCollector):
             rank_zero_warn(f"{stage}: fewer than 2 embeddings; geometry needs at least 2, skipped")
             return
         if len(embeddings) >= 2:
-            if "image_ids" in targets:  # several captions per image: each image once, with its first caption
-                first_rows, _ = images_of_rows(targets["image_ids"])
+            if "image_id" in targets:  # several captions per image: each image once, with its first caption
+                first_rows, _ = images_of_rows(targets["image_id"])
                 embeddings = {name: value[first_rows.to(value.device)] for name, value in embeddings.items()}
             scalars, panels, edges = self._paired(embeddings)
-        elif "labels" in targets:
-            scalars, panels, edges = self._labelled(embeddings, targets["labels"])
+        elif "label" in targets or "bin" in targets:
+            scalars, panels, edges = self._labelled(embeddings, targets["label"] if "label" in targets else targets["bin"])
         else:
             rank_zero_warn(f"{stage}: one modality without labels; geometry needs two modalities or class labels, skipped")
             return

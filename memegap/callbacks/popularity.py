@@ -98,7 +98,7 @@ class PopularityReport(EmbeddingCollector):
                 rows[name] = (overall_metrics(values, true, self.resamples), per_bin_metrics(values, true, data.bin_edges))
         write_text_atomic(folder / "test_report.md", report_markdown(rows, data.bin_edges, len(true)))
         write_text_atomic(folder / "test_report.json", json.dumps({name: {"overall": o, "bins": b} for name, (o, b) in rows.items()}, indent=2) + "\n")
-        lines = ["id,likes,predicted_likes", *(f"{i},{t:.0f},{p:.1f}" for i, t, p in zip(test_set.ids, true, predicted))]
+        lines = ["id,likes,predicted_likes", *(f"{i},{t:.0f},{p:.6f}" for i, t, p in zip(test_set.ids, true, predicted))]
         write_text_atomic(folder / "test_predictions.csv", "\n".join(lines) + "\n")
         plot_likes_histogram(train_set.likes.numpy(), test_set.likes.numpy(), folder / "likes_histogram.png")
         log_picture(trainer, "test/popularity/likes_histogram", folder / "likes_histogram.png")

@@ -21,7 +21,7 @@ class CrossModalRetrieval(EmbeddingCollector):
       pools were its evaluation batches of 90).
     `<stage>/retrieval/pool_size` is the pool size the pooled keys were measured with.
 
-    When the steps return "image_ids" (COCO: 5 captions per image), an image counts once (a hit when any
+    When the steps return "image_id" (COCO: 5 captions per image), an image counts once (a hit when any
     of its captions is retrieved) and every caption is a text→image query (metrics.retrieval.recall_at_k).
 
     train_subset > 0: after each validation and test epoch, also `train/retrieval/...` on that many training images
@@ -49,7 +49,7 @@ class CrossModalRetrieval(EmbeddingCollector):
         self._warned: set[str] = set()
 
     def on_embeddings(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, embeddings: dict[str, Tensor], targets: dict[str, Tensor]) -> None:
-        for key, value in self.measure(stage, embeddings["image"], embeddings["text"], targets.get("image_ids")).items():
+        for key, value in self.measure(stage, embeddings["image"], embeddings["text"], targets.get("image_id")).items():
             pl_module.log(f"{stage}/retrieval/{key}", value)
 
     def measure(self, stage: str, image: Tensor, text: Tensor, image_ids: Tensor | None) -> dict[str, float]:
@@ -92,12 +92,12 @@ class CrossModalRetrieval(EmbeddingCollector):
         subset_loader = getattr(trainer.datamodule, "subset_loader", None)
         if subset_loader is None:
             raise UserError(f"callbacks.cross_modal_retrieval.train_subset needs a paired data module; {type(trainer.datamodule).__name__} has no subset_loader")
-        parts: dict[str, list[Tensor]] = {"image": [], "text": [], "image_ids": []}
+        parts: dict[str, list[Tensor]] = {"image": [], "text": [], "image_id": []}
         with torch.no_grad(), trainer.precision_plugin.forward_context():
             for batch in subset_loader("train", self.train_subset):
                 batch = move_data_to_device(batch, pl_module.device)
                 embeddings = pl_module.embed(batch)
                 parts["image"].append(embeddings["image"].float())
                 parts["text"].append(embeddings["text"].float())
-                parts["image_ids"].append(batch["label"])
-        return tuple(torch.cat(parts[name]) for name in ("image", "text", "image_ids"))
+                parts["image_id"].append(batch["image_id"])
+        return tuple(torch.cat(parts[name]) for name in ("image", "text", "image_id"))

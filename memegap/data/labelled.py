@@ -22,7 +22,8 @@ BALANCE = ("none", "weights", "sampler")
 class LabelledImages(Dataset):
     """Images as one uint8 tensor N×3×S×S with int labels.
 
-    Item: {"image": float 3×S×S (in [0, 1], then the `transforms` in order), "label": int, "id": str},
+    Item (keys as memegap.batch.SCHEMA): {"image": float 3×S×S (in [0, 1], then the `transforms` in
+    order), "label": int, "id": str},
     and "weight": float when `weights` (N) is given.
     """
 
@@ -54,6 +55,8 @@ class LabelledImageDataModule(SplitLoaders, L.LightningDataModule):
     """What the classification sources share: `class_names` and `num_classes`, class balancing, and
     loaders over `self.datasets` ({split: LabelledImages}, filled by the subclass's setup).
     Settings are the subclass's hparams: batch_size, eval_batch_size, num_workers, seed, balance."""
+
+    batch_keys = ("image", "label", "id", "weight")  # memegap.batch.SCHEMA; "weight" when balanced by weights
 
     def __init__(self, balance: str) -> None:
         super().__init__()

@@ -11,8 +11,9 @@ the data row (1 = first) and the column; with `bad_rows=skip` such rows are coun
 Images go through the packed image store; a meme whose image is missing or unreadable is counted and
 left out.
 
-Batches: plain items {"image": float N×3×S×S in [0, 1], "text": list[str], "likes": float N,
-"target": float N (likes or log1p(likes)), "label": int64 N (the like bin), "id": list[str]}, and
+Batches (keys as memegap.batch.SCHEMA): plain items {"image": float N×3×S×S in [0, 1], "text":
+list[str], "likes": float N, "target": float N (likes or log1p(likes)), "bin": int64 N (the like bin),
+"image_id": int64 N (the meme's row in its split: each meme is its own image), "id": list[str]}, and
 "text_features": float N×F with data.text_features (memegap.data.meme_text; standardised with the
 training split's mean and deviation); triplet
 batches (training with `sampling=triplet`) add "positive_image", "negative_image", "positive_id",
@@ -220,7 +221,7 @@ class MemeItems(Dataset):
 
     def item(self, k: int) -> dict:
         item = {"image": self.images[k].float() / 255.0, "text": self.texts[k], "likes": float(self.likes[k]),
-                "target": float(self.targets[k]), "label": int(self.bins[k]), "id": self.ids[k]}
+                "target": float(self.targets[k]), "bin": int(self.bins[k]), "image_id": k, "id": self.ids[k]}
         return item | ({"text_features": self.text_features[k]} if self.text_features is not None else {})
 
     def __getitem__(self, index: int | tuple[int, ...]) -> dict:
@@ -346,6 +347,14 @@ class MemesDataModule(L.LightningDataModule):
         self.counts: Counter = Counter()
         self.text_table: pd.DataFrame | None = None
         self.text_report: dict = {}
+
+    @property
+    def batch_keys(self) -> tuple[str, ...]:
+        """The keys of this module's training batches (memegap.batch.SCHEMA); evaluation batches are plain items."""
+        items = ("image", "text", "likes", "target", "bin", "image_id", "id") + (("text_features",) if self.hparams.text_features else ())
+        extra = {"items": (), "triplet": ("positive_image", "positive_id", "negative_image", "negative_id"),
+                 "pairs": ("other_image", "other_target", "other_id") + (("other_text_features",) if self.hparams.text_features else ())}
+        return items + extra[self.hparams.sampling]
 
     @property
     def num_bins(self) -> int:

@@ -19,9 +19,9 @@ PROMPTS = {"en": "A picture of {name}", "es": "Una imagen de {name}"}
 class ImageTextPairs(Dataset):
     """Pairs with images as one uint8 tensor M×3×S×S (read from the image store).
 
-    Item: {"image": float 3×S×S in [0, 1], "text": str, "label": int (the pair's image: its row of
-    `images`), "id": str}. `image_rows` (one per pair) lets several texts share an image (COCO's 5
-    captions); None: pair i is image i. `groups` (one key per pair: the base emoji, the concept) lets a
+    Item (keys as memegap.batch.SCHEMA): {"image": float 3×S×S in [0, 1], "text": str, "image_id": int
+    (the pair's image: its row of `images`), "id": str}. `image_rows` (one per pair) lets several texts
+    share an image (COCO's 5 captions); None: pair i is image i. `groups` (one key per pair: the base emoji, the concept) lets a
     sampler keep a group together.
     """
 
@@ -38,7 +38,7 @@ class ImageTextPairs(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = self.image_rows[index]
-        return {"image": self.images[row].float() / 255.0, "text": self.texts[index], "label": row, "id": self.ids[index]}
+        return {"image": self.images[row].float() / 255.0, "text": self.texts[index], "image_id": row, "id": self.ids[index]}
 
 
 class PairedDataModule(SplitLoaders, L.LightningDataModule):
@@ -48,6 +48,7 @@ class PairedDataModule(SplitLoaders, L.LightningDataModule):
     batches keep each group's pairs together (hard negatives)."""
 
     group_batches = False
+    batch_keys = ("image", "text", "image_id", "id")  # memegap.batch.SCHEMA
 
     def __init__(self, language: str, split_fractions: Sequence[float]) -> None:
         super().__init__()

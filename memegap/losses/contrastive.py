@@ -135,8 +135,8 @@ class ContrastiveLoss(nn.Module):
         weights: dict[str, float] | None = None,
         alpha: float = 1.0,
         beta: float = 1.0,
-        lambda_inter: float = 1.0,
-        lambda_intra: float = 1.0,
+        lambda_inter: float = 0.25,  # CyCLIP's λ₁ and λ₂ (the CyCLIP paper's values; the study tables' too)
+        lambda_intra: float = 0.25,
         reduction: str = "mean",
         variance_off_diagonal: str = "pooled",
     ) -> None:

@@ -37,6 +37,8 @@ class ImageClassifier(L.LightningModule):
     embed(batch) -> {"image": N×output_dim}: the penultimate features, for the geometry callback.
     """
 
+    needs_batch_keys = ("image", "label")  # memegap.batch.SCHEMA; "weight" is read when present
+
     def __init__(
         self,
         backbone: nn.Module,
@@ -93,7 +95,7 @@ class ImageClassifier(L.LightningModule):
         logged = {"batch_size": len(labels), "on_epoch": True, "on_step": stage == "train"}
         self.log(f"{stage}/loss", loss, prog_bar=True, **logged)
         self.log(f"{stage}/acc", accuracy, prog_bar=stage != "train", **logged)
-        return {"loss": loss, "embeddings": {"image": features.detach()}, "logits": logits.detach(), "labels": labels}
+        return {"loss": loss, "embeddings": {"image": features.detach()}, "logits": logits.detach(), "label": labels}
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self._step(batch, "train")["loss"]

@@ -37,6 +37,7 @@ class ContrastiveDualEncoder(L.LightningModule, ABC):
     """
 
     has_adapters = False
+    needs_batch_keys = ("image", "text", "image_id")  # memegap.batch.SCHEMA
 
     def __init__(self, loss: nn.Module, optimizer: partial) -> None:
         super().__init__()
@@ -61,7 +62,7 @@ class ContrastiveDualEncoder(L.LightningModule, ABC):
         for name, value in losses.items():
             if name != "loss":
                 self.log(f"{stage}/loss/{name}", value, **logged)
-        return {"loss": losses["loss"], "embeddings": {name: value.detach() for name, value in embeddings.items()}, "image_ids": batch["label"]}
+        return {"loss": losses["loss"], "embeddings": {name: value.detach() for name, value in embeddings.items()}, "image_id": batch["image_id"]}
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self._step(batch, "train")["loss"]

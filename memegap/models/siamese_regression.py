@@ -55,7 +55,7 @@ def predict_from_pairs(head: nn.Linear, references: Tensor, reference_targets: T
 class SiameseRegression(SiameseNet):
     """Training batches: pairs {"image", "target", "id", "other_image", "other_target", "other_id"}.
     Validation/test batches: the MSE of each meme paired with the next one in the batch, and
-    {"embeddings": {"image": trunk features}, "labels": like bins, "likes": likes} for the callbacks.
+    {"embeddings": {"image": trunk features}, "bin": like bins, "likes": likes} for the callbacks.
 
     backbone: the feature extractor (keep_head=false); trains, train_last_n, cache_features, fusion:
     memegap.models.siamese.SiameseNet (trains=fc: only the dense layer trains; fusion: the dense layer
@@ -79,6 +79,12 @@ class SiameseRegression(SiameseNet):
         self.save_hyperparameters(ignore=["backbone", "optimizer"], logger=False)
         self.optimizer_factory = optimizer
         self.head: nn.Linear | None = None if fusion else nn.Linear(2 * backbone.output_dim, 1)
+
+    @property
+    def needs_batch_keys(self) -> tuple[str, ...]:
+        """The batch keys this model reads (memegap.batch.SCHEMA)."""
+        fusion = ("text_features", "other_text_features") if self.fusion else ()
+        return ("image", "target", "bin", "likes", "other_image", "other_target") + fusion
 
     def setup(self, stage: str) -> None:
         if self.head is None:  # with fusion the head's width waits for the data's text features
@@ -109,7 +115,7 @@ class SiameseRegression(SiameseNet):
         target = batch["target"].float()
         loss = nn.functional.mse_loss(predicted, target - target.roll(1))
         self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(features))
-        return {"loss": loss, "embeddings": {"image": features.detach()}, "labels": batch["label"], "likes": batch["likes"]}
+        return {"loss": loss, "embeddings": {"image": features.detach()}, "bin": batch["bin"], "likes": batch["likes"]}
 
     def predict_targets(self, references: Tensor, reference_targets: Tensor, queries: Tensor, k: int) -> Tensor:
         """Predicted targets of the queries (Q) from the training memes' features (N×F) and targets (N)."""

@@ -34,13 +34,13 @@ def triplet_loss(distance: str, margin: float) -> losses.TripletMarginLoss:
 class SiameseTriplet(SiameseNet):
     """Training batches: offline triplets {"image", "positive_image", "negative_image" (+ their ids)}
     (data.sampling=triplet), or with mining="batch_hard" | "semihard" plain batches whose like bins
-    ("label") choose the triplets (pytorch-metric-learning's miners; data.sampling=items).
+    ("bin") choose the triplets (pytorch-metric-learning's miners; data.sampling=items).
 
     backbone: with its own fully connected layers kept (keep_head=true), which always train.
     trains, train_last_n, cache_features: memegap.models.siamese.SiameseNet (the thesis: trains=fc).
     embedding: head (the fc layers' output, as the thesis) or penultimate (the extractor's features).
     Validation/test batches: the loss over every triplet of the batch by like bins, and
-    {"embeddings": {"image": N×D}, "labels": bins, "likes": likes} for the callbacks.
+    {"embeddings": {"image": N×D}, "bin": bins, "likes": likes} for the callbacks.
 
     Collapse: when an epoch's mean training loss sits within `collapse_tolerance` of the margin and the
     embeddings' spread (RMS distance to their centroid / mean norm) is below 0.05, every meme maps to
@@ -79,6 +79,12 @@ class SiameseTriplet(SiameseNet):
         self._last_embeddings: Tensor | None = None
         self._warned_collapse = False
 
+    @property
+    def needs_batch_keys(self) -> tuple[str, ...]:
+        """The batch keys this model reads (memegap.batch.SCHEMA)."""
+        triplets = ("positive_image", "negative_image") if self.miner is None else ()
+        return ("image", "bin", "likes") + triplets + (("text_features",) if self.fusion else ())
+
     def embed_images(self, images: Tensor, ids: list[str] | None = None) -> Tensor:
         features = self.features(images, ids)
         return self.backbone.head(features) if self.hparams.embedding == "head" else features
@@ -97,7 +103,7 @@ class SiameseTriplet(SiameseNet):
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         anchors = self.embed_images(batch["image"], batch.get("id"))
         if self.miner is not None:
-            loss = self.loss(anchors, batch["label"], self.miner(anchors, batch["label"]))
+            loss = self.loss(anchors, batch["bin"], self.miner(anchors, batch["bin"]))
         else:
             if "positive_image" not in batch:
                 raise UserError("model.mining=offline needs triplet batches: set data.sampling=triplet (or model.mining=batch_hard|semihard)")
@@ -113,9 +119,9 @@ class SiameseTriplet(SiameseNet):
 
     def _evaluation_step(self, batch: dict, stage: str) -> dict:
         embeddings = self.embed_images(batch["image"], batch.get("id"))
-        loss = self.loss(embeddings, batch["label"])  # every triplet of the batch, by like bins
+        loss = self.loss(embeddings, batch["bin"])  # every triplet of the batch, by like bins
         self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(embeddings))
-        return {"loss": loss, "embeddings": {"image": self.predictor_input(embeddings, batch).detach()}, "labels": batch["label"], "likes": batch["likes"]}
+        return {"loss": loss, "embeddings": {"image": self.predictor_input(embeddings, batch).detach()}, "bin": batch["bin"], "likes": batch["likes"]}
 
     def on_train_epoch_end(self) -> None:
         if not self._epoch_losses or self._last_embeddings is None:

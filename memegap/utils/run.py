@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 
+from memegap.batch import check_composition
 from memegap.errors import UserError, log_to_files
 from memegap.utils.io import write_text_atomic
 from memegap.utils.quiet import silence_library_noise
@@ -44,9 +45,16 @@ def prepare_run(cfg: DictConfig, output_dir: Path, extra_callbacks: list[L.Callb
     pin_wandb_run_id(cfg, output_dir)
     datamodule = build(cfg.data, _convert_="all")
     model = build(cfg.model, _convert_="all")
+    check_composition(datamodule.batch_keys, model.needs_batch_keys, group_choice("data", datamodule), group_choice("model", model))
     callbacks = [*instantiate_group(cfg.get("callbacks")), *extra_callbacks]
     trainer = build(cfg.trainer, callbacks=callbacks, logger=instantiate_group(cfg.get("logger")))
     return datamodule, model, trainer
+
+
+def group_choice(group: str, built: Any) -> str:
+    """The option of a config group this run chose (`twemoji` of data=twemoji), or the built class's name."""
+    choice = HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+    return choice or type(built).__name__
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:

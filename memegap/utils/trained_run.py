@@ -53,9 +53,9 @@ def set_up_data(cfg: DictConfig):
 @torch.no_grad()
 def embed_split(datamodule, model: torch.nn.Module, split: str) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Image and text embeddings (N×d each) of a set-up data module's `split` under `model`
-    (trained_model), plus "image_ids" (N: the pair's image, shared by the captions of one image), and the row ids."""
+    (trained_model), plus "image_id" (N: the pair's image, shared by the captions of one image), and the row ids."""
     loader = getattr(datamodule, f"{split}_dataloader")()
-    parts = [(model.embed(batch), batch["label"], batch["id"]) for batch in loader]
+    parts = [(model.embed(batch), batch["image_id"], batch["id"]) for batch in loader]
     embeddings = {key: torch.cat([part[key] for part, _, _ in parts]) for key in ("image", "text")}
-    embeddings["image_ids"] = torch.cat([labels for _, labels, _ in parts])
+    embeddings["image_id"] = torch.cat([image_ids for _, image_ids, _ in parts])
     return embeddings, [row_id for _, _, ids in parts for row_id in ids]
