@@ -18,10 +18,11 @@ install: $(STAMP)
 run: $(STAMP)
 	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/memegap-train experiment=twemoji_gap
 
-## All tests but the slow ones (CPU only, < 10 minutes on 2 cores).
+## The fast loop: all tests but the slow ones (CPU only, <= 5 minutes on 2 cores). See tests/README.md.
 test: $(STAMP)
 	WANDB_MODE=offline $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
+## Every test, slow ones included: what CI runs (.ci/run).
 test-all: $(STAMP)
 	WANDB_MODE=offline $(BIN)/python -m pytest $(PYTEST_ARGS)
 

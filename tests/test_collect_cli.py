@@ -45,6 +45,7 @@ def assert_one_line_error(status: int, err: str, *needles: str) -> None:
         assert needle in lines[0], (needle, lines[0])
 
 
+@pytest.mark.slow
 def test_help_lists_the_commands():
     result = subprocess.run([sys.executable, "-m", "memegap.collect.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
@@ -53,6 +54,7 @@ def test_help_lists_the_commands():
 
 
 @pytest.mark.parametrize("command", ["twitter", "download", "arasaac"])
+@pytest.mark.slow
 def test_every_option_has_a_help_text_and_the_help_shows_defaults(command):
     subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     parser = subparsers.choices[command]
@@ -118,6 +120,7 @@ def test_download_table_keeps_a_csv_table_as_written(tmp_path, capsys):
     assert frame["download_status"].tolist() == ["ok", "no_url"]
 
 
+@pytest.mark.slow
 def test_paths_in_table_and_manifest_stay_valid_from_another_folder(tmp_path):
     # Download with relative paths from one working directory, read from another.
     work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"

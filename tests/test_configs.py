@@ -38,7 +38,7 @@ NEEDS_SHARED_DATA = ("image_sentiment", "memes_triplet", "memes_regression", "me
 # What each callback promises among a run's test metrics, by its name in cfg.callbacks.
 PROMISED = {
     "cross_modal_retrieval": ("test/retrieval/text_to_image_R@1", "test/retrieval/image_to_text_R@1", "test/retrieval/pool_size"),
-    "classification_report": ("test/classification/acc", "test/classification/f1_macro", "test/classification/balanced_acc"),
+    "classification_report": ("test/classification/acc_top5", "test/classification/f1_macro", "test/classification/balanced_acc"),
     "popularity_report": ("test/popularity/spearman", "test/popularity/mae_log", "test/popularity/pairwise_acc"),
 }
 # The geometry of a model kind: two modalities (a dual encoder) or one with classes or like bins.
@@ -135,6 +135,7 @@ def test_wrong_key_in_a_users_experiment_file_fails_naming_it(tmp_path):
     assert "imagesize" in str(error.value) + str(error.value.__cause__)
 
 
+@pytest.mark.slow
 def test_cli_fails_at_start_up_naming_the_key(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "memegap.train", "experiment=twemoji_gap", "data.batchsize=8", f"hydra.run.dir={tmp_path}"],
@@ -185,6 +186,7 @@ NOISE = ("LOAD REPORT", "UNEXPECTED", "LeafSpec", "litlogger", "anonymous settin
          "GPU available", "Skipping setting a default", "Run history", "_target_", "Traceback")
 
 
+@pytest.mark.slow
 def test_a_normal_run_prints_what_a_user_can_act_on(tmp_path):
     args = ["experiment=twemoji_gap", "data.max_per_split=16", "data.image_size=32", "data.batch_size=8", "trainer.max_epochs=1",
             "callbacks.cross_modal_retrieval.pool_size=8", "trainer.log_every_n_steps=1", "logger=wandb", "run_id=quiet"]
@@ -207,6 +209,7 @@ def test_debug_console_has_no_third_party_debug_lines(tmp_path):
     assert not any("[PIL" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_a_wrong_trainer_type_on_the_command_line_is_one_line(tmp_path):
     result = cli("memegap.train", ["experiment=twemoji_gap", "trainer.max_epochs=abc"], tmp_path)
     assert result.returncode == 2

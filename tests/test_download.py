@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from memegap.collect.download import DownloadSettings, Downloader, file_stem
 from memegap.collect.tables import read_rows
 from memegap.testing.faulty_images import faulty_image_server, good_png
@@ -129,6 +131,7 @@ def comparable(directory: Path) -> tuple[list, dict]:
     return sorted(rows), files
 
 
+@pytest.mark.slow
 def test_sigkill_mid_way_then_rerun_gives_the_same_result(tmp_path):
     with faulty_image_server(fault_rate=0.3, seed=2) as server:
         good, bad = urls_for(server.url, good=120, bad_each=2)
@@ -148,6 +151,7 @@ def test_sigkill_mid_way_then_rerun_gives_the_same_result(tmp_path):
     assert comparable(killed_dir) == comparable(clean_dir)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_at_once_saves_the_manifest_and_a_rerun_completes(tmp_path):
     with faulty_image_server(fault_rate=0.0, latency=0.02) as server:
         good = [f"{server.url}/good/{k}.png" for k in range(400)]

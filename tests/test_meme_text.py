@@ -27,16 +27,22 @@ def test_afinn_sums_the_valences_of_words_and_phrases():
     assert scores.tolist() == [0.0, 6.0, -3.0, -3.0, 0.0, 0.0]
 
 
-def test_afinn_with_the_lexicon_file_separates_the_labelled_tweets(shared_data):
+def test_afinn_with_the_lexicon_file_separates_the_labelled_tweets(shared_data, tmp_path):
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("good\t3\nbad\t-3\nnot good\t-2\n", encoding="utf-8")
+    # each word's valence summed; the phrase "not good" counts as itself, not as "good"
+    assert afinn_scores(["good good bad", "this is not good", "nothing here"], lexicon).tolist() == [3.0, -2.0, 0.0]
     tweets = pd.read_csv(shared_data / "text" / "sanders_tweets.csv", dtype=str, keep_default_na=False)
     tweets = tweets[tweets.Sentiment.isin(["positive", "negative"])]
     scores = afinn_scores(tweets.TweetText.tolist(), shared_data / "text" / "AFINN-111.txt")
     positive = (tweets.Sentiment == "positive").to_numpy()
     assert len(open(shared_data / "text" / "AFINN-111.txt", encoding="utf-8").read().splitlines()) == 2477
-    assert scores[positive].mean() > 1.5 and scores[~positive].mean() < -1.0  # measured: 1.94 and −1.13
+    assert scores[positive].mean() > 0 > scores[~positive].mean()
+    # the sign of the score beats always answering the commoner label, on the tweets that have a score
     decided = scores != 0
     sign_accuracy = ((scores > 0) == positive)[decided].mean()
-    assert 0.74 < sign_accuracy < 0.80 and 0.70 < decided.mean() < 0.77  # measured: 0.770 of the 73.6 % with a score
+    majority = max(positive[decided].mean(), 1 - positive[decided].mean())
+    assert sign_accuracy > majority + 0.1, (sign_accuracy, majority)
     assert np.array_equal(scores, afinn_scores(tweets.TweetText.tolist()))  # the package's own AFINN-111 is the same
     with pytest.raises(UserError, match="no such file"):
         afinn_scores(["x"], shared_data / "text" / "missing.txt")

@@ -229,6 +229,7 @@ def test_the_coco_posts_table_is_built_as_the_readme_says(shared_data, tmp_path)
     assert all(post.image.is_file() for post in read.posts)
 
 
+@pytest.mark.slow
 def test_the_posts_study_runs_on_a_trained_image_run(shared_data, tmp_path, capsys):
     table = tmp_path / "posts.csv"
     build_coco_posts(shared_data / "coco_mini", table, coco_tag_map())

@@ -57,6 +57,7 @@ def test_a_run_that_failed_at_start_up_can_be_started_again_in_its_dir(compose_t
     assert metrics["test"] and read_state(tmp_path)["status"] == "finished"
 
 
+@pytest.mark.slow
 def test_resume_and_eval_refuse_other_data_or_model_settings_naming_the_keys(compose_train, tmp_path):
     train(compose_train("logger=none", "test=false"))
     write_state(tmp_path, "running")  # what a run killed with SIGKILL leaves behind

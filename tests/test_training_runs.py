@@ -197,6 +197,7 @@ def test_error_analysis_reads_a_trained_run(tmp_path):
     assert kinds["correct"] + kinds.get("sibling", 0.0) + kinds.get("other_base", 0.0) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_eval_entry_point_reads_a_trained_run_and_a_finished_run_is_never_touched(tmp_path):
     run_dir = train_mini_run(tmp_path)
     ckpt = run_dir / "checkpoints" / "last.ckpt"
