@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from memegap.models.backbones import TorchvisionBackbone
+from memegap.nets.backbones import TorchvisionBackbone
 from memegap.models.siamese_regression import pair_differences, predict_from_pairs
 
 

@@ -49,7 +49,7 @@ def make_classifier_and_data(steps: int, batch_size: int, image_size: int):
 
     from memegap.data.labelled import LabelledImages
     from memegap.data.sampling import make_loader
-    from memegap.models.backbones import TorchvisionBackbone
+    from memegap.nets.backbones import TorchvisionBackbone
     from memegap.models.classifier import ImageClassifier
 
     L.seed_everything(0, verbose=False)

@@ -151,7 +151,7 @@ class PostsDataConfig(StoredImagesDataConfig):
 
 @dataclass
 class EfficientNetLite0Config:
-    _target_: str = "memegap.models.towers.EfficientNetLite0"
+    _target_: str = "memegap.nets.towers.EfficientNetLite0"
     pretrained: bool = True
     freeze_batchnorm: bool = True
     pool_stages: bool = False
@@ -160,7 +160,7 @@ class EfficientNetLite0Config:
 
 @dataclass
 class MiniLMTextConfig:
-    _target_: str = "memegap.models.towers.MiniLMText"
+    _target_: str = "memegap.nets.towers.MiniLMText"
     model_dir: Optional[str] = None
     max_length: int = 32
     with_pooler: bool = False
@@ -235,7 +235,7 @@ class ClipDoraConfig:
 @dataclass
 class ImageClassifierConfig:
     _target_: str = "memegap.models.classifier.ImageClassifier"
-    backbone: Any = None  # a node with _target_ (memegap.models.backbones), checked against that class
+    backbone: Any = None  # a node with _target_ (memegap.nets.backbones), checked against that class
     optimizer: Any = None  # a partial optimizer (_partial_: true), e.g. torch.optim.Adam
     scheduler: Any = None  # a partial LR scheduler, or null
     num_classes: Optional[int] = None

@@ -55,8 +55,8 @@ def experiment_data(experiment: str, folder: Path, shared: Path | None) -> list[
         write_cifar100(folder, parts)
         return [f"data.root={folder}", "data.download=false"]
     if experiment.startswith("posts"):
-        from memegap.data.coco_posts import build_coco_posts
-        from memegap.posts_study import coco_tag_map
+        from memegap.studies.posts.coco_posts import build_coco_posts
+        from memegap.studies.posts.cli import coco_tag_map
 
         build_coco_posts(shared / "coco_mini", folder / "posts.csv", coco_tag_map())
         return [f"data.table={folder / 'posts.csv'}", "data.image_size=32"]

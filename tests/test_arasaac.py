@@ -9,7 +9,7 @@ import pytest
 
 from memegap.collect.arasaac import fetch_arasaac
 from memegap.collect.download import DownloadSettings
-from memegap.collect.tables import read_rows
+from memegap.utils.tables import read_rows
 from memegap.errors import UserError
 from memegap.testing.arasaac_api import arasaac_api, arasaac_record
 from memegap.testing.faulty_images import good_png

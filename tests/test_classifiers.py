@@ -22,9 +22,10 @@ from memegap.data.splits import stratified_split
 from memegap.errors import UserError
 from memegap.metrics.classification import classification_summary, confusion_matrix, per_class_metrics
 from memegap.metrics.geometry import class_cosine_histograms, class_cosine_means
-from memegap.models.backbones import TorchvisionBackbone
+from memegap.nets.backbones import TorchvisionBackbone
 from memegap.models.classifier import ImageClassifier
-from memegap.testing.cifar import write_cifar100, write_twemoji_blocks
+from memegap.studies.classifiers.twemoji_blocks import write_twemoji_blocks
+from memegap.testing.cifar import write_cifar100
 from memegap.testing.static_files import refusing_proxy, static_files_server
 from memegap.train import train
 from tests.conftest import compose_config
@@ -206,7 +207,7 @@ def test_resnet_classifier_config_runs_and_freezes_as_asked(tmp_path):
 
 def test_a_misspelt_backbone_key_fails_at_start_up(tmp_path):
     cfg = compose_config("train.yaml", ["experiment=cifar100_resnet", "+model.backbone.nmae=resnet34"], tmp_path)
-    with pytest.raises(ConfigError, match=r"model.backbone.nmae: not an argument of memegap.models.backbones.TorchvisionBackbone"):
+    with pytest.raises(ConfigError, match=r"model.backbone.nmae: not an argument of memegap.nets.backbones.TorchvisionBackbone"):
         validate_config(cfg)
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from memegap.collect.cli import build_parser, main
 from memegap.collect.download import DownloadSettings, Downloader
-from memegap.collect.tables import read_rows, line_ending, read_user_columns, resolve_path, update_user_table, write_rows
+from memegap.utils.tables import read_rows, line_ending, read_user_columns, resolve_path, update_user_table, write_rows
 from memegap.collect.twitter import MEMES_SCHEMA, MinerSettings, TwitterMiner
 from memegap.errors import UserError
 from memegap.testing.faulty_images import faulty_image_server, good_png

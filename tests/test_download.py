@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from memegap.collect.download import DownloadSettings, Downloader, file_stem
-from memegap.collect.tables import read_rows
+from memegap.utils.tables import read_rows
 from memegap.testing.faulty_images import faulty_image_server, good_png
 
 # Short time-outs so that a stall (1.5 s) exceeds the read time-out (0.5 s); small limits for the bad files.

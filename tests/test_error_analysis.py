@@ -1,11 +1,11 @@
-"""experiments/twemoji/twemoji_errors.py: the kinds of image→text errors, on a case counted by hand."""
+"""memegap/studies/twemoji/twemoji_errors.py: the kinds of image→text errors, on a case counted by hand."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from experiments.twemoji.twemoji_errors import error_kinds, person_marks, pictogram_kind, skin_tones
+from memegap.studies.twemoji.twemoji_errors import error_kinds, person_marks, pictogram_kind, skin_tones
 
 
 def test_error_kinds_on_a_hand_built_pool():

@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from memegap.sim.explorer import MEASURES, write_explorer
-from memegap.sim.power_spherical import measure, sample_pair
+from memegap.studies.modality_gap.explorer import MEASURES, write_explorer
+from memegap.studies.modality_gap.power_spherical import measure, sample_pair
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # the flags that keep Chromium from calling out on a closed network (see the machine's notes)

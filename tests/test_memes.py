@@ -17,11 +17,13 @@ import pytest
 import torch
 from PIL import Image
 
-from memegap.data.memes import MemesDataModule, TripletSampler, like_bin_edges, like_bins, perceptual_groups, read_memes_table, split_memes
+from memegap.data.memes import MemesDataModule, TripletSampler, perceptual_groups, read_memes_table, split_memes
+from memegap.targets import like_bin_edges, like_bins
 from memegap.errors import UserError
 from memegap.index.knn import KnnIndex, knn_predict
 from memegap.metrics.popularity import bootstrap_interval, mae_log, overall_metrics, pairwise_accuracy, per_bin_metrics, spearman
-from memegap.models.siamese_triplet import SiameseTriplet, embedding_spread, triplet_loss
+from memegap.losses.triplet import triplet_loss
+from memegap.models.siamese_triplet import SiameseTriplet, embedding_spread
 from memegap.train import train
 from tests.conftest import assert_spearman_of_the_written_predictions, compose_config
 
@@ -246,7 +248,7 @@ def test_memes_compose_with_the_dual_encoder(shared_data, tmp_path):
 
 @pytest.mark.parametrize("name, trains, trained", [("alexnet", "fc", {"head"}), ("resnet18", "last_n", {"head", "layer4"})])
 def test_the_thesis_backbones_train_their_own_fc_layers(name, trains, trained):
-    from memegap.models.backbones import TorchvisionBackbone
+    from memegap.nets.backbones import TorchvisionBackbone
 
     model = SiameseTriplet(TorchvisionBackbone(name, keep_head=True), optimizer=torch.optim.Adam, trains=trains)
     names = {key.split(".")[1] if key.startswith("backbone.head") else key.split(".")[2] for key, p in model.named_parameters() if p.requires_grad}

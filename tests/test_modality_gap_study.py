@@ -3,7 +3,6 @@ cone effect of random weights, and memegap-search over the real pictograms."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -12,20 +11,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf, open_dict
 
-from memegap.search import main as search_main
+from memegap.studies.modality_gap import cone, shift, tables
+from memegap.studies.modality_gap.search import main as search_main
 from memegap.train import train
 from memegap.utils.trained_run import embed_split, run_config, set_up_data, trained_model
 from tests.conftest import MINI_OVERRIDES, compose_config
-
-STUDY = Path(__file__).resolve().parents[1] / "experiments" / "modality_gap"
-
-
-def study_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, STUDY / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def mini_run(tmp_path_factory) -> Path:
@@ -41,7 +31,7 @@ def mini_run(tmp_path_factory) -> Path:
 
 def test_the_unshifted_row_of_the_shift_sweep_is_the_runs_test_recall(mini_run, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["shift.py", str(mini_run), "--lambdas", "0", "1"])
-    study_script("shift").main()
+    shift.main()
     result = json.loads((mini_run / "shift" / "shift.json").read_text())
     rows, zero_shot = result["rows"], result["zero_shot"]
     logged = json.loads((mini_run / "metrics.json").read_text())["test"]
@@ -64,7 +54,6 @@ def test_the_unshifted_row_of_the_shift_sweep_is_the_runs_test_recall(mini_run, 
 
 
 def test_the_shift_sweep_leaves_zero_shot_out_when_no_row_has_a_class(mini_run, capsys):
-    shift = study_script("shift")
     cfg = run_config(mini_run)
     model, datamodule = trained_model(cfg, mini_run, None), set_up_data(cfg)
     assert shift.zero_shot_inputs(datamodule, model, ["no such emoji"]) == (None, None, None)
@@ -74,14 +63,14 @@ def test_the_shift_sweep_leaves_zero_shot_out_when_no_row_has_a_class(mini_run, 
 def test_the_shift_sweep_names_a_folder_that_is_not_a_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["shift.py", str(tmp_path)])
     with pytest.raises(SystemExit) as stopped:
-        study_script("shift").main()
+        shift.main()
     assert stopped.value.code == 2 and "is not a run dir: no .hydra/config.yaml" in capsys.readouterr().err
     assert not (tmp_path / "shift").exists()
 
 
 def test_random_weights_put_the_texts_in_a_narrow_cone(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["cone.py", "experiment=twemoji_gap", *MINI_OVERRIDES, "--random-inits", "2", "--out", str(tmp_path)])
-    study_script("cone").main()
+    cone.main()
     measured = json.loads((tmp_path / "cone.json").read_text())
     assert len(measured["random"]) == 2 and (tmp_path / "cone_histograms.png").exists()
     # a randomly initialised MiniLM maps every prompt near one direction; the pretrained one spreads them
@@ -92,7 +81,7 @@ def test_random_weights_put_the_texts_in_a_narrow_cone(tmp_path, monkeypatch):
 def test_the_cone_script_reports_a_misspelt_key_as_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["cone.py", "experiment=twemoji_gap", "data.batchsize=8", "--out", str(tmp_path / "cone")])
     with pytest.raises(SystemExit) as stopped:
-        study_script("cone").main()
+        cone.main()
     error = capsys.readouterr().err
     assert stopped.value.code == 2 and error.startswith("cone.py: error: ") and "data.batchsize" in error
     assert "Traceback" not in error and not (tmp_path / "cone").exists()
@@ -110,7 +99,7 @@ def test_memegap_search_finds_pictograms_by_words_and_keeps_its_index(mini_run, 
     assert page.read_text().count("<img src=\"data:image/png;base64,") == 4
     (index_dir,) = (mini_run / "search").glob("*/index.faiss")
     built = index_dir.stat().st_mtime_ns
-    with caplog.at_level("INFO", logger="memegap.search"):
+    with caplog.at_level("INFO", logger="memegap.studies.modality_gap.search"):
         search_main(["--run", str(mini_run), "--images", str(pictograms), "--k", "4", "--html", str(page), "un perro"])
     assert index_dir.stat().st_mtime_ns == built and "reusing the image index" in caplog.text
     capsys.readouterr()
@@ -141,7 +130,6 @@ def test_the_study_table_has_mean_and_spread_over_seeds_and_the_thesis_beside(tm
     write_job(grid, 2, "arasaac_en", "ce_antipodal", 1, 0.45, 0.20)
     write_job(grid, 3, "arasaac_en", "ce_antipodal", 2, 0.52, 0.20)
     write_job(grid, 4, "arasaac_en", "ce_variance", 3, 0.60, 0.20)  # no CE run of seed 3 to pair it with
-    tables = study_script("tables")
     text = tables.markdown(tables.collect([grid]), tmp_path / "tables.md")
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert "| 2 | 0.40 ± 0.10 | 1.50 ± 0.00 | -3.00 ± 0.00 | 45.00 ± 5.00 |" in rows["ce"]  # R@k in %, over 2 seeds
@@ -156,7 +144,6 @@ def test_the_study_table_has_mean_and_spread_over_seeds_and_the_thesis_beside(tm
 
 
 def test_the_table_writer_names_a_wrong_grid_and_keeps_the_previous_table(tmp_path, monkeypatch, capsys):
-    tables = study_script("tables")
     out = tmp_path / "tables.md"
     out.write_text("previous table")
     write_job(tmp_path / "grid", 0, "arasaac_en", "ce", 1, 0.40, 0.30)
@@ -183,7 +170,6 @@ def test_the_study_multirun_and_its_tables(tmp_path):
                             env={**__import__("os").environ, "WANDB_MODE": "offline", "MEMEGAP_ROOT": str(tmp_path)}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (grid,) = (tmp_path / "logs" / "modality_gap_study" / "multiruns").iterdir()
-    tables = study_script("tables")
     text = tables.markdown(tables.collect([grid]), tmp_path / "tables.md")
     assert "### twemoji_en" in text and "| ce | 1 |" in text and "| ce_antipodal | 1 |" in text and "| initial | 1 |" in text  # one seed: the initial row counts each seed once
 
@@ -213,7 +199,7 @@ def thesis_table(text: str, caption: str) -> dict[str, tuple[float, ...]]:
 
 def test_the_thesis_values_beside_our_tables_are_the_documents_own(shared_seeds):
     text = (shared_seeds / "002_bb2f5016c51b7638.txt").read_text(encoding="utf-8")
-    thesis = study_script("tables").THESIS
+    thesis = tables.THESIS
     for source, caption in (("arasaac_en", "Tabla 5.6: Resultados"), ("arasaac_es", "Tabla 5.7: Resultados")):
         printed = thesis_table(text, caption)
         assert len(printed) == 7 and printed == thesis[source], source

@@ -17,15 +17,15 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from memegap.data.coco_posts import build_coco_posts, caption_objects, image_tags
+from memegap.studies.posts.coco_posts import build_coco_posts, caption_objects, image_tags
 from memegap.data.posts import OTHER, PostsDataModule, clean_caption, read_posts_table
 from memegap.errors import UserError
-from memegap.metrics.influencers import category_shares, decide, decision_metrics, threshold_sweep
-from memegap.models.caption_text import SVM_CS, SVM_GAMMAS, SoftmaxCaptionClassifier, caption_vectors, fasttext_training_file, fit_caption_svm, fit_fasttext, has_words
-from memegap.models.post_fusion import UNKNOWN, Reducer, agreement_rule, fusion_weight_sweep, late_fusion, mlp_probabilities, train_fusion_mlp
-from memegap.posts_study import coco_tag_map, main as posts_main
+from memegap.studies.posts.influencers import category_shares, decide, decision_metrics, threshold_sweep
+from memegap.studies.posts.caption_text import SVM_CS, SVM_GAMMAS, SoftmaxCaptionClassifier, caption_vectors, fasttext_training_file, fit_caption_svm, fit_fasttext, has_words
+from memegap.studies.posts.fusion import UNKNOWN, Reducer, agreement_rule, fusion_weight_sweep, late_fusion, mlp_probabilities, train_fusion_mlp
+from memegap.studies.posts.cli import coco_tag_map, main as posts_main
 from memegap.train import train
-from memegap.utils.sweep import plateau_centre
+from memegap.studies.posts.sweep import plateau_centre
 from tests.conftest import compose_config
 
 FIELDS = ["post_id", "username", "image_path", "caption", "tags", "user_categories"]

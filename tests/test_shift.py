@@ -9,7 +9,7 @@ import torch
 
 from memegap.metrics.geometry import modality_gap
 from memegap.metrics.retrieval import recall_at_k
-from memegap.metrics.shift import shift, shift_sweep
+from memegap.studies.modality_gap.shift_sweep import shift, shift_sweep
 
 
 def two_clouds(n: int = 360, d: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -3,14 +3,13 @@ the thesis-reading loss terms against their closed form, and the table script.""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
-from memegap.sim.power_spherical import mean_direction, measure, sample_modality, sample_pair
+from memegap.studies.modality_gap import simulate
+from memegap.studies.modality_gap.power_spherical import mean_direction, measure, sample_modality, sample_pair
 
 
 @pytest.mark.parametrize("d, kappa", [(3, 1.0), (3, 10.0), (3, 500.0), (16, 50.0)])
@@ -42,14 +41,6 @@ def test_the_thesis_reading_of_o_intra_is_twice_the_mean_absolute_cosine_off_the
     assert values["thesis_ortho_inter"] == pytest.approx(expected, abs=0.01)  # at θ = 0 the pairs are independent draws too
 
 
-def load_simulate():
-    path = Path(__file__).resolve().parents[1] / "experiments" / "modality_gap" / "simulate.py"
-    spec = importlib.util.spec_from_file_location("simulate", path)
-    simulate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(simulate)
-    return simulate
-
-
 def printed_half_unit(value: float) -> float:
     """Half a unit of the last digit the thesis printed (0.842 -> 0.0005, 1.4 -> 0.05)."""
     text = repr(value)
@@ -61,7 +52,7 @@ def test_the_simulation_reproduces_the_thesis_within_the_seed_spread():
     over 3 seeds, plus the thesis's rounding, of the thesis's printed values. Left out, as differences we
     measure and show on the study page: Table 5.2 at 180° (thesis 1.98; ours 1.992 ± 0.000, near 2·sin 90° = 2),
     Table 5.3's o_inter at 90° (thesis 0; ours 0.13) and Table 5.4's CyCLIP at κ = 10."""
-    simulate, seeds = load_simulate(), [0, 1, 2]
+    seeds = [0, 1, 2]
     checks = [(simulate.over_seeds(500, kappa, 0, seeds)["clustering"], thesis, f"5.1 κ={kappa}") for kappa, thesis in simulate.THESIS_CLUSTERING.items()]
     checks += [(simulate.over_seeds(500, 500, angle, seeds)["gap"], thesis, f"5.2 θ={angle}") for angle, thesis in simulate.THESIS_GAP.items() if angle not in (0, 180)]
     for angle in (0, 45, 180):
@@ -73,6 +64,6 @@ def test_the_simulation_reproduces_the_thesis_within_the_seed_spread():
 
 
 def test_the_table_script_writes_every_table(tmp_path):
-    text = load_simulate().tables([0])
+    text = simulate.tables([0])
     for title in ("Table 5.1", "Table 5.2", "Table 5.3", "Table 5.4"):
         assert title in text

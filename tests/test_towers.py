@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from memegap.models.towers import EfficientNetLite0
+from memegap.nets.towers import EfficientNetLite0
 
 
 def test_pooled_stages_are_appended_to_the_head_features():
@@ -32,7 +32,7 @@ def test_frozen_batchnorm_stays_in_eval_mode_when_training():
 
 
 def test_default_image_adapters_cover_every_pointwise_conv():
-    from memegap.models.adapters import add_dora
+    from memegap.nets.adapters import add_dora
 
     tower = add_dora(EfficientNetLite0(pretrained=False), EfficientNetLite0.default_adapter_targets, rank=4, alpha=8.0)
     adapted = {name for name, module in tower.named_modules() if hasattr(module, "lora_A")}
@@ -41,7 +41,7 @@ def test_default_image_adapters_cover_every_pointwise_conv():
 
 
 def test_the_text_tower_loads_without_a_pooler_and_its_output_is_unchanged():
-    from memegap.models.towers import MiniLMText
+    from memegap.nets.towers import MiniLMText
 
     plain, pooled = MiniLMText(), MiniLMText(with_pooler=True)
     assert plain.encoder.pooler is None and pooled.encoder.pooler is not None
@@ -58,7 +58,7 @@ def test_a_hub_id_offline_fails_at_once_with_a_message(monkeypatch):
     import pytest
 
     from memegap.errors import UserError
-    from memegap.models.towers import MiniLMText
+    from memegap.nets.towers import MiniLMText
 
     connections = []
     with socket.socket() as hub:  # a loopback "hub" that counts connections and hangs up on each

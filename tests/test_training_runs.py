@@ -14,7 +14,7 @@ import torch
 from hydra.utils import instantiate
 
 from memegap.errors import UserError
-from memegap.models.adapters import AdapterWithoutGradientError
+from memegap.nets.adapters import AdapterWithoutGradientError
 from memegap.train import train
 from memegap.utils.run_dir import read_state, write_state
 from memegap.utils.wandb_offline import find_run_files, read_exit_codes, read_history
@@ -134,7 +134,7 @@ def test_every_default_adapter_gets_a_gradient(compose_train):
         embeddings = model.embed(batch)
         model.loss(embeddings["image"], embeddings["text"], model.logit_scale)["loss"].backward()
         optimizer.step()
-    from memegap.models.adapters import adapters_without_gradient
+    from memegap.nets.adapters import adapters_without_gradient
 
     assert adapters_without_gradient(model) == []
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) < 0.05 * sum(p.numel() for p in model.parameters())
@@ -189,8 +189,7 @@ def test_error_analysis_reads_a_trained_run(tmp_path):
     trained_test = json.loads((run_dir / "metrics.json").read_text())["test"]
     # the study script embeds the same checkpoint and pools (the run's pool_size=8 and pool_repeats): its
     # "correct" share is the logged R@1
-    script = Path(__file__).resolve().parents[1] / "experiments" / "twemoji" / "twemoji_errors.py"
-    analysed = subprocess.run([sys.executable, str(script), str(run_dir)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    analysed = subprocess.run([sys.executable, "-m", "memegap.studies.twemoji.twemoji_errors", str(run_dir)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert analysed.returncode == 0, analysed.stderr[-3000:]
     kinds = json.loads(analysed.stdout)
     assert kinds["correct"] == pytest.approx(trained_test["test/retrieval/image_to_text_R@1_pool8"], abs=1e-6)

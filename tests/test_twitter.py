@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from memegap.collect.tables import read_rows
+from memegap.utils.tables import read_rows
 from memegap.collect.twitter import MinerSettings, TwitterMiner
 from memegap.errors import UserError
 from memegap.testing.x_api import FakeTweet, fake_x_api

@@ -12,6 +12,7 @@ from torch import Tensor
 from memegap.callbacks.collect import EmbeddingCollector
 from memegap.callbacks.log_media import log_picture
 from memegap.metrics.classification import classification_summary, confusion_matrix, per_class_metrics
+from memegap.utils.figures import save_figure
 from memegap.utils.io import atomic_path
 
 
@@ -75,6 +76,4 @@ def plot_confusion(counts: Tensor, names: list[str], path: Path, title: str) -> 
         axis.set_yticks(range(len(names)), names, fontsize=8)
     axis.set(xlabel="predicted class", ylabel="true class", title=f"{title}, accuracy {float(counts.diagonal().sum() / counts.sum().clamp(min=1)):.3f}")
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=90)
-    plt.close(figure)
+    save_figure(figure, path)

@@ -12,7 +12,7 @@ from memegap.callbacks.collect import EmbeddingCollector
 from memegap.callbacks.log_media import log_histogram, log_picture
 from memegap.metrics.geometry import class_cosine_histograms, class_cosine_means, cosine_histograms, geometry_summary, uniformity
 from memegap.metrics.retrieval import images_of_rows
-from memegap.utils.io import atomic_path
+from memegap.utils.figures import save_figure
 
 
 class EmbeddingGeometry(EmbeddingCollector):
@@ -109,9 +109,7 @@ def plot_cosine_histograms(panels: dict[str, dict[str, Tensor]], edges: Tensor, 
         axis.legend()
     figure.suptitle(title)
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=90)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def plot_histogram_evolution(history: list[tuple[int, dict[str, Tensor], Tensor]], path: Path) -> None:
@@ -135,6 +133,4 @@ def plot_histogram_evolution(history: list[tuple[int, dict[str, Tensor], Tensor]
     mappable = plt.cm.ScalarMappable(cmap=colours, norm=plt.Normalize(0, last_epoch))
     figure.colorbar(mappable, ax=axes[0].tolist(), label="epoch")
     figure.suptitle("validation cosine histograms over the epochs")
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=90)
-    plt.close(figure)
+    save_figure(figure, path)

@@ -2,7 +2,7 @@
 in the model's embedding (kNN, faiss), or by the model's own `predict_targets` where it has one,
 measured as the memes thesis did (per like bin) and as the
 popularity-prediction field does (Spearman, MAE on log1p, pairwise ranking accuracy, 95 % intervals),
-beside the baselines of memegap.models.popularity_baselines on the same split.
+beside the baselines of memegap.baselines.popularity on the same split.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from torch import Tensor
 from memegap.callbacks.collect import EmbeddingCollector
 from memegap.callbacks.log_media import log_picture
 from memegap.callbacks.projections import plot_gallery, plot_projections
-from memegap.data.memes import from_target, to_target
+from memegap.targets import from_target, to_target
 from memegap.index.knn import KnnIndex, knn_predict
 from memegap.metrics.popularity import OVERALL, overall_metrics, per_bin_metrics
-from memegap.utils.io import atomic_path, write_text_atomic
+from memegap.utils.io import write_text_atomic
+from memegap.utils.figures import save_figure
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class PopularityReport(EmbeddingCollector):
         if self.baselines:
             log.info("popularity: running the baselines on the same split (frozen image and text features, ridge)")
             split = {name: {"images": s.images, "texts": s.texts, "target": to_target(s.likes.numpy(), target)} for name, s in (("train", train_set), ("test", test_set))}
-            from memegap.models.popularity_baselines import baseline_predictions
+            from memegap.baselines.popularity import baseline_predictions
 
             for name, values in baseline_predictions(split["train"], split["test"], target, self.k).items():
                 rows[name] = (overall_metrics(values, true, self.resamples), per_bin_metrics(values, true, data.bin_edges))
@@ -148,6 +149,4 @@ def plot_likes_histogram(train_likes: np.ndarray, test_likes: np.ndarray, path: 
     axis.set(xlabel="log10(likes)", ylabel="density", title="likes of the memes by split")
     axis.legend()
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=90)
-    plt.close(figure)
+    save_figure(figure, path)

@@ -10,15 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from memegap.utils.io import atomic_path
-
-
-def save_figure(figure, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=90)
-    plt.close(figure)
+from memegap.utils.figures import save_figure
 
 
 def plot_projections(train: Tensor, test: Tensor, train_likes: np.ndarray, test_likes: np.ndarray, path: Path, seed: int = 0) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from memegap.collect.arasaac import API_URL, RESOLUTIONS, STATIC_URL, fetch_arasaac
 from memegap.collect.download import DownloadSettings, Downloader
-from memegap.collect.tables import read_user_columns, relative_to_table, update_user_table
+from memegap.utils.tables import read_user_columns, relative_to_table, update_user_table
 from memegap.collect.twitter import TOKEN_ENV, MinerSettings, TwitterMiner
 from memegap.errors import UserError, reported_as_one_line
 from memegap.utils.cli import HelpFormatter

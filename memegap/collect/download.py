@@ -42,7 +42,7 @@ from requests.adapters import HTTPAdapter
 from rich.progress import Progress
 from urllib3.util.retry import Retry
 
-from memegap.collect.tables import read_rows, relative_to_table, resolve_path, write_rows
+from memegap.utils.tables import read_rows, relative_to_table, resolve_path, write_rows
 from memegap.utils.io import remove_stale_temporaries
 
 log = logging.getLogger(__name__)

@@ -52,7 +52,7 @@ import tweepy
 from requests.adapters import HTTPAdapter
 from rich.progress import Progress
 
-from memegap.collect.tables import read_rows, schema_with_extra_columns, write_rows
+from memegap.utils.tables import read_rows, schema_with_extra_columns, write_rows
 from memegap.errors import UserError
 from memegap.utils.io import remove_stale_temporaries, write_text_atomic
 

@@ -159,7 +159,7 @@ def text_feature_columns(texts: Sequence[str], ocr_texts: Sequence[str] | None, 
             columns[f"topic_{topic}"] = shares
         report |= {"lda_coherence": topic_model.coherence, "lda_top_words": topic_model.top_words()}
     if "minilm" in features:
-        from memegap.models.pretrained_features import text_features
+        from memegap.nets.frozen_features import text_features
 
         for suffix, source in sources.items():
             for dim, values in enumerate(text_features(source).T):

@@ -1,5 +1,5 @@
 """Memes with their likes (the memes thesis, 000): one table schema for every source, like bins and
-targets, three kinds of split, and triplet or plain batches.
+three kinds of split, and triplet or plain batches (like bins and targets: memegap.targets).
 
 Table schema (parquet or CSV): `id, created_at, likes, text, image_path`, optional `author`,
 `template_url`, `download_status`. Two layouts are read:
@@ -37,23 +37,20 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from memegap.collect.tables import read_user_columns, resolve_path
+from memegap.utils.tables import read_user_columns, resolve_path
 from memegap.data.image_store import ImageStore, table_store_name
 from memegap.data.meme_text import check_text_features
 from memegap.data.sampling import make_loader
 from memegap.data.splits import SPLITS, cut_in_order, evenly_spaced, hash_position, split_groups
 from memegap.errors import UserError
+from memegap.targets import BIN_KINDS, TARGETS, like_bin_edges, like_bins, to_target
 
 log = logging.getLogger(__name__)
 
 MEMEGAP_COLUMNS = ("id", "created_at", "likes", "text", "image_path")
 REDDIT_COLUMNS = ("id", "created_utc", "ups", "title", "file")
 OPTIONAL_COLUMNS = ("author", "account", "template_url", "download_status")
-# The thesis's like bins: [750, 1000], [1001, 1500], [1501, 2000], 2001+ (upper edges, inclusive).
-THESIS_BIN_EDGES = (1000.0, 1500.0, 2000.0)
 SPLIT_KINDS = ("random", "chronological", "group")
-BIN_KINDS = ("thesis", "quantile")
-TARGETS = ("raw", "log1p")
 SAMPLING = ("triplet", "pairs", "items")
 
 
@@ -135,32 +132,6 @@ def parse_meme(cell: dict, layout: dict[str, str], table: Path) -> Meme:
         template_url=cell.get("template_url") or None,
         download_status=cell.get("download_status"),
     )
-
-
-def like_bin_edges(kind: str, train_likes: np.ndarray, n_bins: int) -> np.ndarray:
-    """Upper edges of every bin but the last: the thesis's fixed edges, or quantiles of the training likes."""
-    if kind == "thesis":
-        return np.array(THESIS_BIN_EDGES)
-    return np.quantile(train_likes, np.arange(1, n_bins) / n_bins)
-
-
-def like_bins(likes: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """The bin of each like count: the number of upper edges below it (edges are inclusive)."""
-    return np.searchsorted(edges, likes, side="left")
-
-
-def to_target(likes, target: str):
-    """Likes (a numpy array or a tensor) on the scale the models predict: as they are (raw) or log1p."""
-    if target != "log1p":
-        return likes
-    return np.log1p(likes) if isinstance(likes, np.ndarray) else likes.log1p()
-
-
-def from_target(values, target: str):
-    """Back from the target scale to likes."""
-    if target != "log1p":
-        return values
-    return np.expm1(values) if isinstance(values, np.ndarray) else values.expm1()
 
 
 def perceptual_groups(images: Tensor, max_distance: int) -> list[str]:

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torchvision.transforms import v2
 
-from memegap.collect.tables import read_user_columns, resolve_path
+from memegap.utils.tables import read_user_columns, resolve_path
 from memegap.data.image_store import ImageStore, table_store_name
 from memegap.data.labelled import LabelledImageDataModule, LabelledImages
 from memegap.data.splits import SPLITS, evenly_spaced, split_groups

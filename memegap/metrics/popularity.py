@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.stats import spearmanr
 
-from memegap.data.memes import like_bins
+from memegap.targets import like_bins
 
 
 def per_bin_metrics(predicted: np.ndarray, true: np.ndarray, edges: np.ndarray) -> list[dict[str, float]]:

@@ -1,4 +1,4 @@
-"""ImageClassifier: a backbone (memegap.models.backbones) and a new final layer, trained with
+"""ImageClassifier: a backbone (memegap.nets.backbones) and a new final layer, trained with
 cross-entropy on batches {"image": N×3×H×W, "label": N, optional "weight": N}.
 
 `model=resnet_classifier` (torchvision ResNets or the offline EfficientNet-Lite0) and `model=cifar_cnn`
@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from functools import partial
 
-import lightning as L
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from memegap.errors import UserError
-from memegap.models.backbones import eval_frozen_batchnorm, freeze_stages
+from memegap.models.staged import StagedModule
+from memegap.nets.backbones import eval_frozen_batchnorm, freeze_stages
 
 FREEZE = ("none", "backbone", "last_n")
 
 
-class ImageClassifier(L.LightningModule):
+class ImageClassifier(StagedModule):
     """Logs `<stage>/loss` and `<stage>/acc` (top-1, torchmetrics); the ClassificationReport callback
     adds top-5, macro precision / recall / F1, the per-class table and the confusion matrix.
 
@@ -96,17 +96,6 @@ class ImageClassifier(L.LightningModule):
         self.log(f"{stage}/loss", loss, prog_bar=True, **logged)
         self.log(f"{stage}/acc", accuracy, prog_bar=stage != "train", **logged)
         return {"loss": loss, "embeddings": {"image": features.detach()}, "logits": logits.detach(), "label": labels}
-
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        loss = self._step(batch, "train")["loss"]
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
-        return loss
-
-    def validation_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._step(batch, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._step(batch, "test")
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=[parameter for parameter in self.parameters() if parameter.requires_grad])

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from memegap.errors import UserError
 from memegap.models.dual_encoder import ContrastiveDualEncoder
-from memegap.models.hub import local_or_hub
+from memegap.nets.hub import local_or_hub
 
 log = logging.getLogger(__name__)
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

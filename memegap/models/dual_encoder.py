@@ -10,12 +10,12 @@ import math
 from abc import ABC, abstractmethod
 from functools import partial
 
-import lightning as L
 from lightning.pytorch.utilities import rank_zero_warn
 import torch
 from torch import Tensor, nn
 
-from memegap.models.adapters import AdapterWithoutGradientError, adapters_without_gradient, add_dora
+from memegap.models.staged import StagedModule
+from memegap.nets.adapters import AdapterWithoutGradientError, adapters_without_gradient, add_dora
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -26,7 +26,7 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-class ContrastiveDualEncoder(L.LightningModule, ABC):
+class ContrastiveDualEncoder(StagedModule, ABC):
     """What every dual encoder shares: the contrastive steps and their logs, the gradient-accumulation
     warning, the adapter-gradient check, the temperature clamp, checkpoints without the frozen pretrained
     weights, and AdamW-style optimisation with warm-up and cosine decay.
@@ -65,16 +65,8 @@ class ContrastiveDualEncoder(L.LightningModule, ABC):
         return {"loss": losses["loss"], "embeddings": {name: value.detach() for name, value in embeddings.items()}, "image_id": batch["image_id"]}
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        loss = self._step(batch, "train")["loss"]
         self.log("train/temperature", 1.0 / self.logit_scale.exp(), on_step=True, on_epoch=False)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
-        return loss
-
-    def validation_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._step(batch, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._step(batch, "test")
+        return super().training_step(batch, batch_idx)
 
     def on_fit_start(self) -> None:
         accumulated = self.trainer.accumulate_grad_batches

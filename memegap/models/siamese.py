@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from memegap.errors import UserError
-from memegap.models.backbones import eval_frozen_batchnorm, freeze_stages
+from memegap.nets.backbones import eval_frozen_batchnorm, freeze_stages
 
 TRAINS = ("fc", "all", "last_n")
 NO_TEXT_FEATURES = "model.fusion=true needs text features: set data.text_features, e.g. [afinn, lda] or [afinn, lda, ocr]"

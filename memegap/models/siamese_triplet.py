@@ -6,29 +6,19 @@ from its nearest training memes in the embedding (memegap.index.knn, the Popular
 
 from __future__ import annotations
 
-import math
 from functools import partial
 
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-from pytorch_metric_learning import distances, losses, miners, reducers
+from pytorch_metric_learning import miners
 from torch import Tensor, nn
 
 from memegap.errors import UserError
+from memegap.losses.triplet import DEFAULT_MARGIN, DISTANCES, triplet_loss
 from memegap.models.siamese import SiameseNet
 
 EMBEDDINGS = ("head", "penultimate")
-DISTANCES = ("euclidean", "cosine")
 MINING = ("offline", "batch_hard", "semihard")
-DEFAULT_MARGIN = {"euclidean": 1.0, "cosine": math.sqrt(3) / 2}  # the thesis: 1, and cos 30°
-
-
-def triplet_loss(distance: str, margin: float) -> losses.TripletMarginLoss:
-    """max(0, d(a, p) − d(a, n) + margin) averaged over every triplet (MeanReducer, zeros included).
-    euclidean: the plain L2 distance of the raw embeddings (as the thesis); cosine: similarities of
-    the normalised embeddings, i.e. the distance 1 − cos."""
-    measure = distances.LpDistance(normalize_embeddings=False) if distance == "euclidean" else distances.CosineSimilarity()
-    return losses.TripletMarginLoss(margin=margin, distance=measure, reducer=reducers.MeanReducer())
 
 
 class SiameseTriplet(SiameseNet):

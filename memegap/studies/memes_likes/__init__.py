@@ -1,0 +1,1 @@
+"""The memes-likes study (thesis 000): the grid table of finished runs."""

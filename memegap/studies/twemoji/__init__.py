@@ -1,0 +1,1 @@
+"""The Twemoji study (the default experiment): error analysis of image→text retrieval."""
