@@ -17,7 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-from memegap.data.memes import MemesDataModule, TripletSampler, perceptual_groups, read_memes_table, split_memes
+from memegap.data.memes import MemesDataModule, perceptual_groups, split_memes
+from memegap.data.memes_table import read_memes_table
+from memegap.data.sampling import TripletSampler
 from memegap.targets import like_bin_edges, like_bins
 from memegap.errors import UserError
 from memegap.index.knn import KnnIndex, knn_predict
@@ -277,7 +279,7 @@ def test_pair_prediction_equals_the_head_on_every_pair_and_picks_the_closest():
 
 
 def test_pairs_are_new_each_epoch_and_never_a_meme_with_itself():
-    from memegap.data.memes import PairSampler
+    from memegap.data.sampling import PairSampler
 
     sampler = PairSampler(50, seed=0)
     pairs = list(sampler)

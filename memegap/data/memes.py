@@ -1,15 +1,8 @@
-"""Memes with their likes (the memes thesis, 000): one table schema for every source, like bins and
-three kinds of split, and triplet or plain batches (like bins and targets: memegap.targets).
-
-Table schema (parquet or CSV): `id, created_at, likes, text, image_path`, optional `author`,
-`template_url`, `download_status`. Two layouts are read:
-- memegap's own (`memegap-collect twitter` then `download`): those columns (`account` as author);
-- the Reddit memes of ../shared/data/memes_reddit (`id, created_utc, author, ups, title, file`):
-  `ups` → likes, `created_utc` (Unix seconds) → created_at, `title` → text, `file` → image_path.
-A missing column, a negative or non-numeric like count or a duplicate id is an error naming the file,
-the data row (1 = first) and the column; with `bad_rows=skip` such rows are counted and skipped.
-Images go through the packed image store; a meme whose image is missing or unreadable is counted and
-left out.
+"""Memes with their likes (the memes thesis, 000) as a LightningDataModule: the table (read by
+memegap.data.memes_table, either layout), near-duplicate groups by perceptual hash, three kinds of
+split, and triplet, pair or plain batches (samplers in memegap.data.sampling; like bins and targets in
+memegap.targets). Images go through the packed image store; a meme whose image is missing or
+unreadable is counted and left out.
 
 Batches (keys as memegap.batch.SCHEMA): plain items {"image": float N×3×S×S in [0, 1], "text":
 list[str], "likes": float N, "target": float N (likes or log1p(likes)), "bin": int64 N (the like bin),
@@ -24,10 +17,8 @@ batches (training with `sampling=triplet`) add "positive_image", "negative_image
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -35,103 +26,20 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
-from memegap.utils.tables import read_user_columns, resolve_path
 from memegap.data.image_store import ImageStore, table_store_name
 from memegap.data.meme_text import check_text_features
-from memegap.data.sampling import make_loader
+from memegap.data.memes_table import Meme, read_memes_table
+from memegap.data.sampling import PairSampler, TripletSampler, make_loader
 from memegap.data.splits import SPLITS, cut_in_order, evenly_spaced, hash_position, split_groups
 from memegap.errors import UserError
 from memegap.targets import BIN_KINDS, TARGETS, like_bin_edges, like_bins, to_target
 
 log = logging.getLogger(__name__)
 
-MEMEGAP_COLUMNS = ("id", "created_at", "likes", "text", "image_path")
-REDDIT_COLUMNS = ("id", "created_utc", "ups", "title", "file")
-OPTIONAL_COLUMNS = ("author", "account", "template_url", "download_status")
 SPLIT_KINDS = ("random", "chronological", "group")
 SAMPLING = ("triplet", "pairs", "items")
-
-
-@dataclass(frozen=True)
-class Meme:
-    id: str
-    created_at: float  # Unix seconds, UTC
-    likes: int
-    text: str
-    image: Path | None
-    author: str | None = None
-    template_url: str | None = None
-    download_status: str | None = None
-
-
-@dataclass(frozen=True)
-class MemesTable:
-    memes: list[Meme]
-    bad_rows: int  # skipped (always 0 with bad_rows="error")
-
-
-def read_memes_table(path: str | Path, bad_rows: str = "error") -> MemesTable:
-    """The memes of a table in either layout (see the module docstring)."""
-    path = Path(path)
-    try:
-        columns = read_user_columns(path, REDDIT_COLUMNS, optional=OPTIONAL_COLUMNS)
-        layout = {"created_at": "created_utc", "likes": "ups", "text": "title", "image_path": "file"}
-    except UserError as error:
-        if "no column" not in str(error):
-            raise
-        columns = read_user_columns(path, MEMEGAP_COLUMNS, optional=OPTIONAL_COLUMNS, hint=" (a memes table needs id, created_at, likes, text, image_path; or the Reddit layout id, created_utc, ups, title, file)")
-        layout = {name: name for name in MEMEGAP_COLUMNS}
-    memes, skipped, row_of_id = [], 0, {}
-    for index in range(len(columns["id"])):
-        cell = {name: values[index] for name, values in columns.items()}
-        try:
-            meme = parse_meme(cell, layout, path)
-            if meme.id in row_of_id:
-                raise ValueError("id", f"{meme.id!r} repeats data row {row_of_id[meme.id] + 1}")
-        except ValueError as error:
-            column, reason = error.args
-            if bad_rows == "skip":
-                skipped += 1
-                continue
-            raise UserError(f"{path}: data row {index + 1}, column {column}: {reason}; fix the row or set data.bad_rows=skip") from None
-        row_of_id[meme.id] = index
-        memes.append(meme)
-    return MemesTable(memes, skipped)
-
-
-def parse_meme(cell: dict, layout: dict[str, str], table: Path) -> Meme:
-    """One row as a Meme, or ValueError(column, reason)."""
-    if cell["id"] in (None, ""):
-        raise ValueError("id", "empty")
-    likes_column = layout["likes"]
-    try:
-        likes = float(cell[likes_column])
-    except (TypeError, ValueError):
-        raise ValueError(likes_column, f"{cell[likes_column]!r} is not a number") from None
-    if not math.isfinite(likes) or likes < 0 or likes != int(likes):
-        raise ValueError(likes_column, f"{cell[likes_column]!r} is not a count of likes (a whole number ≥ 0)")
-    created_column = layout["created_at"]
-    try:
-        raw = cell[created_column]
-        numeric = isinstance(raw, (int, float)) or (isinstance(raw, str) and raw.replace(".", "", 1).isdigit())
-        stamp = pd.Timestamp(float(raw), unit="s", tz="UTC") if numeric else pd.Timestamp(raw)
-        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
-        created_at = stamp.timestamp()
-    except (TypeError, ValueError):
-        raise ValueError(created_column, f"{cell[created_column]!r} is not a time") from None
-    stored = cell[layout["image_path"]]
-    return Meme(
-        id=str(cell["id"]),
-        created_at=created_at,
-        likes=int(likes),
-        text=str(cell[layout["text"]] or ""),
-        image=resolve_path(table, stored) if stored else None,
-        author=cell.get("author") or cell.get("account"),
-        template_url=cell.get("template_url") or None,
-        download_status=cell.get("download_status"),
-    )
 
 
 def perceptual_groups(images: Tensor, max_distance: int) -> list[str]:
@@ -207,58 +115,6 @@ class MemeItems(Dataset):
                 "negative_image": self.images[negative].float() / 255.0, "negative_id": self.ids[negative],
             }
         return self.item(index)
-
-
-class TripletSampler(Sampler[tuple[int, int, int]]):
-    """Every training meme once per epoch as an anchor, in a random order, with a positive and a
-    negative drawn from seed + epoch (the thesis gives no rule; ours): the positive is another meme of
-    the anchor's like bin; the negative a meme of a bin at least two bins away, or of the farthest bin
-    when none is two away. A bin with one meme gives its anchor itself as positive."""
-
-    def __init__(self, bins: Tensor, seed: int = 0) -> None:
-        self.bins, self.seed, self.epoch = bins, seed, 0
-        self.members = {int(b): (bins == b).nonzero().flatten() for b in bins.unique()}
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def negative_bins(self, anchor_bin: int) -> list[int]:
-        far = [b for b in self.members if abs(b - anchor_bin) >= 2]
-        return far or [max(self.members, key=lambda b: abs(b - anchor_bin))]
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        for anchor in torch.randperm(len(self.bins), generator=generator).tolist():
-            anchor_bin = int(self.bins[anchor])
-            same = self.members[anchor_bin]
-            others = same[same != anchor]
-            positive = int(others[torch.randint(len(others), (1,), generator=generator)]) if len(others) else anchor
-            candidates = torch.cat([self.members[b] for b in self.negative_bins(anchor_bin)])
-            negative = int(candidates[torch.randint(len(candidates), (1,), generator=generator)])
-            yield anchor, positive, negative
-
-    def __len__(self) -> int:
-        return len(self.bins)
-
-
-class PairSampler(Sampler[tuple[int, int]]):
-    """Every training meme once per epoch, in a random order, paired with a meme drawn uniformly from
-    the others (from seed + epoch): the siamese regression's pairs."""
-
-    def __init__(self, size: int, seed: int = 0) -> None:
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        firsts = torch.randperm(self.size, generator=generator)
-        others = (firsts + torch.randint(1, self.size, (self.size,), generator=generator)) % self.size  # never itself
-        return iter(zip(firsts.tolist(), others.tolist()))
-
-    def __len__(self) -> int:
-        return self.size
 
 
 class MemesDataModule(L.LightningDataModule):

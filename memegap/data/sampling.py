@@ -8,11 +8,24 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 
-class EpochSeededSampler(Sampler[int]):
-    """A random permutation of range(len(data)) drawn from seed + epoch.
+class EpochSeeded(Sampler):
+    """The base of every sampler here: the draws of epoch k come from a generator seeded with seed + k
+    only. Lightning calls `set_epoch` at the start of every epoch (as for DistributedSampler), so the
+    order of epoch k is the same in an uninterrupted run and in one resumed from a checkpoint."""
 
-    Lightning calls `set_epoch` at the start of every epoch (as for DistributedSampler), so the order of
-    epoch k is the same in an uninterrupted run and in one resumed from a checkpoint.
+    def __init__(self, seed: int = 0) -> None:
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def generator(self) -> torch.Generator:
+        """A fresh generator for this epoch's draws."""
+        return torch.Generator().manual_seed(self.seed + self.epoch)
+
+
+class EpochSeededSampler(EpochSeeded):
+    """A random permutation of range(len(data)) drawn from seed + epoch.
 
     groups (one key per item, e.g. the base emoji) keeps the members of a group next to each other:
     the groups come in random order and each group's members in random order, so a batch holds whole
@@ -20,18 +33,14 @@ class EpochSeededSampler(Sampler[int]):
     """
 
     def __init__(self, data: Sized, seed: int = 0, groups: Sequence[str] | None = None) -> None:
+        super().__init__(seed)
         self.size = len(data)
-        self.seed = seed
-        self.epoch = 0
         if groups is not None and len(groups) != self.size:
             raise ValueError(f"groups has {len(groups)} keys for {self.size} items")
         self.groups = groups
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        generator = self.generator()
         order = torch.randperm(self.size, generator=generator).tolist()
         if self.groups is None:
             return iter(order)
@@ -44,7 +53,7 @@ class EpochSeededSampler(Sampler[int]):
         return self.size
 
 
-class OnePerGroupSampler(Sampler[int]):
+class OnePerGroupSampler(EpochSeeded):
     """Per epoch, one item of each group, drawn from seed + epoch, the groups in random order (COCO
     training: one of an image's captions per epoch). groups: one key per item."""
 
@@ -52,13 +61,10 @@ class OnePerGroupSampler(Sampler[int]):
         self.members: dict[int, list[int]] = {}
         for index, group in enumerate(groups):
             self.members.setdefault(group, []).append(index)
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        super().__init__(seed)
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        generator = self.generator()
         groups = list(self.members.values())
         choice = (torch.rand(len(groups), generator=generator) * torch.tensor([len(members) for members in groups])).long().tolist()
         return iter([groups[k][choice[k]] for k in torch.randperm(len(groups), generator=generator).tolist()])
@@ -67,22 +73,67 @@ class OnePerGroupSampler(Sampler[int]):
         return len(self.members)
 
 
-class WeightedEpochSampler(Sampler[int]):
+class WeightedEpochSampler(EpochSeeded):
     """len(weights) draws with replacement, item i with probability weights[i] / Σ weights, from
     seed + epoch (a class-balanced sampler when weights are 1 / class count)."""
 
     def __init__(self, weights: torch.Tensor, seed: int = 0) -> None:
-        self.weights, self.seed, self.epoch = weights.double(), seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        super().__init__(seed)
+        self.weights = weights.double()
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.multinomial(self.weights, len(self.weights), replacement=True, generator=generator).tolist())
+        return iter(torch.multinomial(self.weights, len(self.weights), replacement=True, generator=self.generator()).tolist())
 
     def __len__(self) -> int:
         return len(self.weights)
+
+
+class TripletSampler(EpochSeeded):
+    """Every training meme once per epoch as an anchor, in a random order, with a positive and a
+    negative drawn from seed + epoch (the thesis gives no rule; ours): the positive is another meme of
+    the anchor's like bin; the negative a meme of a bin at least two bins away, or of the farthest bin
+    when none is two away. A bin with one meme gives its anchor itself as positive."""
+
+    def __init__(self, bins: torch.Tensor, seed: int = 0) -> None:
+        super().__init__(seed)
+        self.bins = bins
+        self.members = {int(b): (bins == b).nonzero().flatten() for b in bins.unique()}
+
+    def negative_bins(self, anchor_bin: int) -> list[int]:
+        far = [b for b in self.members if abs(b - anchor_bin) >= 2]
+        return far or [max(self.members, key=lambda b: abs(b - anchor_bin))]
+
+    def __iter__(self):
+        generator = self.generator()
+        for anchor in torch.randperm(len(self.bins), generator=generator).tolist():
+            anchor_bin = int(self.bins[anchor])
+            same = self.members[anchor_bin]
+            others = same[same != anchor]
+            positive = int(others[torch.randint(len(others), (1,), generator=generator)]) if len(others) else anchor
+            candidates = torch.cat([self.members[b] for b in self.negative_bins(anchor_bin)])
+            negative = int(candidates[torch.randint(len(candidates), (1,), generator=generator)])
+            yield anchor, positive, negative
+
+    def __len__(self) -> int:
+        return len(self.bins)
+
+
+class PairSampler(EpochSeeded):
+    """Every training meme once per epoch, in a random order, paired with a meme drawn uniformly from
+    the others (from seed + epoch): the siamese regression's pairs."""
+
+    def __init__(self, size: int, seed: int = 0) -> None:
+        super().__init__(seed)
+        self.size = size
+
+    def __iter__(self):
+        generator = self.generator()
+        firsts = torch.randperm(self.size, generator=generator)
+        others = (firsts + torch.randint(1, self.size, (self.size,), generator=generator)) % self.size  # never itself
+        return iter(zip(firsts.tolist(), others.tolist()))
+
+    def __len__(self) -> int:
+        return self.size
 
 
 def make_loader(
