@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import stat
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -109,15 +110,25 @@ def test_download_table_keeps_the_users_own_columns_rows_and_types(tmp_path, cap
 
 
 def test_download_table_keeps_a_csv_table_as_written(tmp_path, capsys):
+    """Contents, types and the file's mode (a group-writable 664 stays 664, not mkstemp's 600)."""
     with faulty_image_server(fault_rate=0.0) as server:
         table = tmp_path / "posts.csv"
         table.write_text(f'caption,image_url,date\n"hello, world",{server.url}/good/3.png,2024-01-01\nlate,,0007\n')
+        os.chmod(table, 0o664)
         status, _, _ = run_cli(["download", "--table", str(table)], capsys)
     assert status == 0
+    assert stat.S_IMODE(table.stat().st_mode) == 0o664
     frame = pd.read_csv(table, dtype=str, keep_default_na=False)
     assert frame["caption"].tolist() == ["hello, world", "late"] and frame["date"].tolist() == ["2024-01-01", "0007"]
     assert resolve_path(table, frame["image_path"][0]).read_bytes() == good_png(3)
+    assert stat.S_IMODE(resolve_path(table, frame["image_path"][0]).stat().st_mode) == 0o666 & ~current_umask()  # a new file: the umask's
     assert frame["download_status"].tolist() == ["ok", "no_url"]
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @pytest.mark.slow

@@ -155,6 +155,8 @@ def test_every_debug_mode_in_readme_runs_on_the_default_experiment(mode, tmp_pat
     overrides = [override for override in MINI_OVERRIDES if not override.startswith("callbacks.")]  # debug drops the callbacks
     metrics = train(compose_config("train.yaml", ["experiment=twemoji_gap", *overrides, f"debug={mode}"], tmp_path))
     assert metrics["test"]["test/loss"] > 0
+    if mode == "profiler":  # the time per hook, as the debug config promises (it once went to a silenced logger)
+        assert "run_training_epoch" in (tmp_path / "fit-profile.txt").read_text()
     assert "debug: fdr | limit | overfit | profiler" in (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 
@@ -27,3 +29,31 @@ def test_a_killed_writer_leaves_the_target_and_a_removable_temporary(tmp_path):
     assert remove_stale_temporaries(target) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.parquet", "other.parquet"]
     assert remove_stale_temporaries(tmp_path / "missing" / "x.json") == 0
+
+
+def test_an_atomic_write_keeps_the_mode_of_the_file_it_replaces(tmp_path):
+    """A user's 644 or read-only 444 table stays 644 / 444 (mkstemp's 600 was kept before)."""
+    for mode in (0o644, 0o444, 0o664):
+        target = tmp_path / f"table_{mode:o}.csv"
+        target.write_text("old")
+        os.chmod(target, mode)
+        write_text_atomic(target, "new")
+        assert (target.read_text(), stat.S_IMODE(target.stat().st_mode)) == ("new", mode)
+
+
+def test_a_new_file_gets_the_users_umask(tmp_path):
+    """A new metrics.json, PNG or page is 0o666 less the umask, like the logs and checkpoints."""
+    import memegap.utils.io as io
+
+    for umask in (0o022, 0o027):
+        previous = os.umask(umask)
+        io._UMASK = None  # read again under this test's umask
+        try:
+            target = tmp_path / f"new_{umask:o}.json"
+            write_text_atomic(target, "{}")
+            plain = tmp_path / f"plain_{umask:o}.json"
+            plain.write_text("{}")  # what open() gives under this umask
+        finally:
+            os.umask(previous)
+            io._UMASK = None
+        assert stat.S_IMODE(target.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~umask

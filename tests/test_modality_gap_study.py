@@ -100,8 +100,9 @@ def test_memegap_search_finds_pictograms_by_words_and_keeps_its_index(mini_run, 
     (index_dir,) = (mini_run / "search").glob("*/index.faiss")
     built = index_dir.stat().st_mtime_ns
     with caplog.at_level("INFO", logger="memegap.studies.modality_gap.search"):
-        search_main(["--run", str(mini_run), "--images", str(pictograms), "--k", "4", "--html", str(page), "un perro"])
+        search_main(["--run", str(mini_run), "--images", str(pictograms), "--k", "4", "Un perro, ¿grande?"])
     assert index_dir.stat().st_mtime_ns == built and "reusing the image index" in caplog.text
+    assert (mini_run / "search" / "un_perro_grande.html").is_file()  # the default page is named by the query's words, as --help says
     capsys.readouterr()
     words = tmp_path / "words.txt"
     words.write_text("A picture of dog\nA picture of cat\nA picture of house\n")
@@ -150,8 +151,12 @@ def test_the_table_writer_names_a_wrong_grid_and_keeps_the_previous_table(tmp_pa
     (tmp_path / "grid" / "1").mkdir()
     (tmp_path / "grid" / "1" / "metrics.json").write_text('{"test": {')  # a job cut off while writing
     (tmp_path / "empty").mkdir()
+    other = tmp_path / "twemoji_multirun"  # an en/es multirun of twemoji_gap: it was labelled twemoji_en twice, "seed ?"
+    write_job(other, 0, "arasaac_en", "ce", 1, 0.40, 0.30)
+    (other / "0" / ".hydra" / "overrides.yaml").write_text("- experiment=twemoji_gap\n- data.language=en\n")
     for grid, message in [(tmp_path / "no_such_grid", "is not a directory"), (tmp_path / "empty", "no finished job"),
-                          (tmp_path / "grid", "1/metrics.json is not valid JSON")]:
+                          (tmp_path / "grid", "1/metrics.json is not valid JSON"),
+                          (other, "is not a job of experiment=modality_gap_study: its overrides name no gap_data / model/loss / seed")]:
         monkeypatch.setattr(sys, "argv", ["tables.py", str(grid), "--out", str(out)])
         with pytest.raises(SystemExit) as stopped:
             tables.main()

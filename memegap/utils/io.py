@@ -1,8 +1,10 @@
-"""Atomic file writes: a temp file in the target folder, renamed only when complete."""
+"""Atomic file writes: a temp file in the target folder, renamed only when complete. The written file
+keeps the mode of the file it replaces; a new file gets the user's umask, like any other file."""
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,9 +16,30 @@ def _temporary_affixes(target: Path) -> tuple[str, str]:
     return f".{target.name}.", target.suffix or ".tmp"
 
 
+def _process_umask() -> int:
+    """The process's umask (read once: setting it to read it is not safe while other threads create files)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return _UMASK
+
+
+_UMASK: int | None = None
+
+
+def _final_mode(target: Path) -> int:
+    """The mode `target` should have after the write: its own when it exists, else 0o666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_process_umask()
+
+
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; on success it replaces `target`, on error it is removed."""
+    """Yield a temporary path beside `target`; on success it replaces `target` (with the mode of the file
+    it replaces, or the umask's for a new one), on error it is removed."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     prefix, suffix = _temporary_affixes(target)
@@ -24,6 +47,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
+        os.chmod(temporary, _final_mode(target))
         os.replace(temporary, target)
     finally:
         if os.path.exists(temporary):

@@ -15,6 +15,8 @@ import json
 import statistics
 from pathlib import Path
 
+from memegap.errors import UserError, reported_as_one_line
+
 MEASURES = ("spearman", "mae_log", "pairwise_acc")
 
 
@@ -64,12 +66,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("settings", nargs="*", help="name=glob of run dirs")
     parser.add_argument("--grid", type=Path, help="a memes_study multirun dir: one table per split")
+    parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = parser.parse_args()
-    if args.grid:
-        for split, settings in grid_settings(args.grid).items():
-            print(f"\nsplit={split}\n\n{table(dict(sorted(settings.items())))}")
-        return
-    print(table({name: read_reports(pattern) for name, pattern in (item.split("=", 1) for item in args.settings)}))
+    with reported_as_one_line("summarize.py", verbose=args.verbose):
+        print(tables(args.settings, args.grid))
+
+
+def tables(settings: list[str], grid: Path | None) -> str:
+    """The markdown of main(); a setting or grid that matches no finished memes run is a user error."""
+    if grid is not None:
+        if not grid.is_dir():
+            raise UserError(f"--grid {grid} is not a folder")
+        by_split = grid_settings(grid)
+        if not by_split:
+            raise UserError(f"--grid {grid} holds no finished memes run (no */popularity/test_report.json)")
+        return "".join(f"\nsplit={split}\n\n{table(dict(sorted(found.items())))}\n" for split, found in by_split.items())
+    if not settings:
+        raise UserError("give name=glob settings, or --grid <memes_study multirun>")
+    named = {}
+    for item in settings:
+        if "=" not in item:
+            raise UserError(f"{item!r} is not name=glob (e.g. \"cosine=logs/memes_triplet/multiruns/<time>/*\")")
+        name, pattern = item.split("=", 1)
+        named[name] = read_reports(pattern)
+        if not named[name]:
+            raise UserError(f"{item}: no finished memes run matches (no <run>/popularity/test_report.json)")
+    return table(named)
 
 
 if __name__ == "__main__":

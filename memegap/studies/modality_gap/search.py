@@ -147,7 +147,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--image", type=Path, help="search the nearest texts of this image instead of a text query")
     parser.add_argument("--texts", type=Path, help="with --image: candidate texts, one per line (default: every prompt of the run's data)")
     parser.add_argument("--k", type=int, default=5, help="how many results")
-    parser.add_argument("--html", type=Path, help="the results page to write (default: <run>/search/<query>.html)")
+    parser.add_argument("--html", type=Path, help="the results page to write (default: <run>/search/<the query's words>.html, e.g. un_perro.html)")
     parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
     if (args.query is None) == (args.image is None):
@@ -173,6 +173,14 @@ def search(args: argparse.Namespace) -> None:
         print(f"{rank:>3}  {score:.3f}  {found}")
 
 
+def page_name(query: str) -> str:
+    """The default results page of a query: its words as a file name ("un perro" -> "un_perro.html"),
+    at most 60 characters; a query with no letter or digit gets its hash."""
+    words = "".join(c if c.isalnum() else "_" for c in query.strip().lower())
+    words = "_".join(part for part in words.split("_") if part)[:60]
+    return f"{words or hashlib.sha1(query.encode()).hexdigest()[:8]}.html"
+
+
 @torch.no_grad()
 def images_for_text(args: argparse.Namespace, cfg, model) -> list[tuple[float, str]]:
     """The k images of --images nearest to the query, (cosine, file) best first; writes the results page."""
@@ -181,7 +189,7 @@ def images_for_text(args: argparse.Namespace, cfg, model) -> list[tuple[float, s
     index = build_or_load_index(args.run, model, args.images, int(cfg.data.image_size), str(cfg.data.store_dir))
     scores, rows = index.search(normalised(model.embed_texts([args.query])), args.k)
     hits = [(float(score), index.files[row]) for score, row in zip(scores[0], rows[0])]
-    page = args.html or args.run / "search" / (hashlib.sha1(args.query.encode()).hexdigest()[:8] + ".html")
+    page = args.html or args.run / "search" / page_name(args.query)
     results_page(args.query, hits, page)
     print(f"page: {page}")
     return hits

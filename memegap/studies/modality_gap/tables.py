@@ -30,6 +30,8 @@ from memegap.errors import UserError, reported_as_one_line
 from memegap.utils.io import atomic_path
 
 SETTINGS = ("ce", "ce_ortho_intra", "ce_ortho_intra_inter", "ce_variance", "ce_antipodal", "ce_antipodal_variance", "ce_cyclip")
+# What every job of the study's multirun names in its overrides (the sweep's three axes).
+STUDY_KEYS = ("gap_data", "model/loss", "seed")
 COLUMNS = ("gap", "misalignment", "clustering", "R@1", "R@5", "R@10")
 # The thesis's Tables 5.5 (COCO: no R@5 / R@10 printed), 5.6 (ARASAAC EN) and 5.7 (ARASAAC ES): CLIP ViT, text->image R@k in %.
 THESIS = {
@@ -79,7 +81,11 @@ def collect(grids: list[Path]) -> dict[str, dict[str, list[tuple[dict[str, float
             if "test" not in metrics:
                 continue
             chosen = overrides_of(job)
-            source, setting, seed = chosen.get("gap_data", "twemoji_en"), chosen.get("model/loss", "ce"), chosen.get("seed", "?")
+            unnamed = [key for key in STUDY_KEYS if key not in chosen]
+            if unnamed:
+                raise UserError(f"{job} is not a job of experiment=modality_gap_study: its overrides name no {' / '.join(unnamed)} "
+                                "(a study job names its data source, loss setting and seed); give that study's multirun dir")
+            source, setting, seed = chosen["gap_data"], chosen["model/loss"], chosen["seed"]
             table[source][setting].append((measures(metrics["test"], "test"), job, seed))
             if "before_fit" in metrics and seed not in {known for _, _, known in table[source]["initial"]}:
                 table[source]["initial"].append((measures(metrics["before_fit"], "test"), job, seed))

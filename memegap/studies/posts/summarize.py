@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
+
+from memegap.errors import UserError, reported_as_one_line
 
 
 def spread(values: list[float]) -> str:
@@ -17,8 +19,30 @@ def spread(values: list[float]) -> str:
     return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
 
 
-def main(folders: list[str]) -> None:
-    studies = [json.loads((Path(folder) / "results.json").read_text()) for folder in folders]
+def read_studies(folders: list[Path]) -> list[dict]:
+    """results.json of each folder; a folder without one is a user error naming it."""
+    missing = [str(folder) for folder in folders if not (folder / "results.json").is_file()]
+    if missing:
+        raise UserError(f"no results.json (written by `memegap-posts run`) in {', '.join(missing[:3])}" + (f" and {len(missing) - 3} more" if len(missing) > 3 else ""))
+    studies = []
+    for folder in folders:
+        try:
+            studies.append(json.loads((folder / "results.json").read_text()))
+        except json.JSONDecodeError as error:
+            raise UserError(f"{folder / 'results.json'} is not valid JSON ({error.msg}, line {error.lineno})") from None
+    return studies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", type=Path, nargs="+", help="posts-study output folders (each holds results.json), one per seed")
+    parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
+    args = parser.parse_args()
+    with reported_as_one_line("summarize.py", verbose=args.verbose):
+        print_tables(read_studies(args.folders))
+
+
+def print_tables(studies: list[dict]) -> None:
     print(f"{len(studies)} runs (seeds {', '.join(str(study['settings']['seed']) for study in studies)}); "
           f"posts train/val/test {'/'.join(str(v) for v in studies[0]['counts']['posts'].values())}\n")
     print("| model | val acc | test acc | test macro F1 |\n|---|---|---|---|")
@@ -42,4 +66,4 @@ def main(folders: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()
