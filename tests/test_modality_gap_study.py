@@ -78,6 +78,13 @@ def test_random_weights_put_the_texts_in_a_narrow_cone(tmp_path, monkeypatch):
     assert "| random weights (2 initialisations) |" in (tmp_path / "cone.md").read_text()
 
 
+def test_two_experiments_never_share_a_cone_folder(tmp_path):
+    """The README's two cone commands (the default experiment, then ARASAAC) once both wrote logs/cone/."""
+    names = {cone.default_out(compose_config("train.yaml", overrides, tmp_path), "test") for overrides in
+             (["experiment=twemoji_gap"], ["experiment=arasaac_gap"], ["experiment=arasaac_gap", "data.language=es"])}
+    assert names == {Path("logs/cone/twemoji_gap_en_test"), Path("logs/cone/arasaac_gap_en_test"), Path("logs/cone/arasaac_gap_es_test")}
+
+
 def test_the_cone_script_reports_a_misspelt_key_as_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["cone.py", "experiment=twemoji_gap", "data.batchsize=8", "--out", str(tmp_path / "cone")])
     with pytest.raises(SystemExit) as stopped:

@@ -238,7 +238,7 @@ def test_the_posts_study_runs_on_a_trained_image_run(shared_data, tmp_path, caps
                                         "logger=none", "extras.print_config=false", f"paths.data_dir={tmp_path / 'data'}"], run_dir)
     train(cfg)
     posts_main(["run", "--run", str(run_dir), "--text-vectors", "minilm", "--mlp-epochs", "5"])
-    out = run_dir / "posts_study"
+    out = run_dir / "posts_study_minilm"  # named by its caption vectors: a fastText study goes beside it
     study = json.loads((out / "results.json").read_text())
     assert study["counts"]["posts"]["train"] + study["counts"]["posts"]["val"] + study["counts"]["posts"]["test"] == 138
     assert set(study["influencers"]) == {"image", "text", "fusion", "no category for anyone (baseline)"}
@@ -256,3 +256,7 @@ def test_the_posts_study_runs_on_a_trained_image_run(shared_data, tmp_path, caps
     assert "| image |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         posts_main(["run", "--run", str(tmp_path)])  # not a run dir: one line, exit status 2
+    before = (out / "results.json").read_bytes()
+    with pytest.raises(SystemExit) as refused:
+        posts_main(["run", "--run", str(run_dir), "--text-vectors", "minilm"])  # the same study again: never silently replaced
+    assert refused.value.code == 2 and "--overwrite" in capsys.readouterr().err and (out / "results.json").read_bytes() == before

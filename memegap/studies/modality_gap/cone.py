@@ -99,11 +99,18 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="memegap-train overrides, e.g. experiment=coco_gap data.root=...")
     parser.add_argument("--random-inits", type=int, default=25, help="random initialisations (seeds 0, 1, ...)")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
-    parser.add_argument("--out", type=Path, default=Path("logs/cone"), help="folder for cone.md, cone.json, cone_histograms.png")
+    parser.add_argument("--out", type=Path, help="folder for cone.md, cone.json, cone_histograms.png "
+                        "(default: logs/cone/<experiment>_<language>_<split>, so that two experiments never share one)")
     parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = parser.parse_args()
     with reported_as_one_line("cone.py", verbose=args.verbose):
         measure(args)
+
+
+def default_out(cfg, split: str) -> Path:
+    """logs/cone/<task>_<language>_<split>: named by what produced it (twemoji_gap_en_test, arasaac_gap_es_test)."""
+    language = cfg.data.get("language")
+    return Path("logs") / "cone" / "_".join(str(part) for part in (cfg.task_name, language, split) if part)
 
 
 def measure(args: argparse.Namespace) -> None:
@@ -123,6 +130,7 @@ def measure(args: argparse.Namespace) -> None:
         random_rows.append(cone_measures(image, text))
         if seed == 0:
             panels["random weights (seed 0)"] = cosine_histograms(image, text)
+    args.out = args.out or default_out(cfg, args.split)
     title = f"**Cone effect**: {cfg.task_name} ({cfg.model._target_.rsplit('.', 1)[-1]}), {args.split} split, {len(image)} images"
     text_table = table(pretrained, random_rows, title)
     args.out.mkdir(parents=True, exist_ok=True)

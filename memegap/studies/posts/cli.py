@@ -8,7 +8,8 @@
 then on the same user split: pseudo-labels the caption training set, fits the caption models
 (fastText vectors, softmax, RBF SVM), the fusions (MLP and SVM on [PCA image ‖ caption], late fusion
 with λ chosen on validation, the thesis's agreement rule), and the per-influencer decision with its
-threshold chosen on validation users. It writes into --out (default: <run>/posts_study/):
+threshold chosen on validation users. It writes into --out (default: <run>/posts_study_<text vectors>/, e.g. posts_study_minilm/;
+an existing study there is replaced only with --overwrite):
 results.json, report.md, fusion_weight.png, thresholds.png, influencers.json and captions_train.txt
 (the caption training set in fastText's `__label__` format).
 """
@@ -276,7 +277,8 @@ def parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="captions, fusion and influencers on a trained image run", formatter_class=HelpFormatter)
     run.add_argument("--run", required=True, help="the run dir of memegap-train experiment=posts_image")
     run.add_argument("--table", help="another posts table (default: the run's)")
-    run.add_argument("--out", help="where to write (default: <run>/posts_study)")
+    run.add_argument("--out", help="where to write (default: <run>/posts_study_<text vectors>, e.g. posts_study_minilm)")
+    run.add_argument("--overwrite", action="store_true", help="replace the results already in --out (refused otherwise)")
     run.add_argument("--text-train", choices=("agreeing", "all"), default="agreeing",
                      help="caption training posts: those whose tag class the image model agrees with (the thesis), or all")
     run.add_argument("--text-vectors", choices=("fasttext", "minilm"), default="fasttext",
@@ -303,7 +305,9 @@ def main(argv: list[str] | None = None) -> None:
                   f"per class: {json.dumps(counts['posts_per_class'])}")
             return
         run_dir = Path(args.run)
-        out_dir = Path(args.out) if args.out else run_dir / "posts_study"
+        out_dir = Path(args.out) if args.out else run_dir / f"posts_study_{args.text_vectors}"
+        if (out_dir / "results.json").exists() and not args.overwrite:
+            raise UserError(f"{out_dir / 'results.json'} exists (an earlier posts study): pass --overwrite to replace it, or --out <another folder>")
         study = run_study(run_dir, out_dir, args.table, args.text_train, args.text_vectors, args.fasttext_model, args.dim, args.epochs, args.mlp_epochs, args.min_posts, args.seed)
         print(report(study))
         print(f"written to {out_dir}: results.json, report.md, influencers.json, fusion_weight.png, thresholds.png, captions_train.txt")
