@@ -302,10 +302,50 @@ class ConfigError(UserError):
 TOP_LEVEL_TYPES = {"seed": int, "train": bool, "test": bool, "test_before_fit": bool, "allow_config_change": bool, "verbose": bool}
 
 
+# The allowed range (least, greatest; None: no bound) of the counts and sizes a run is built from, where
+# the key is present. A value outside it fails at start-up (it once failed deep inside, after building
+# a 0px image store or an empty loader). Lists are checked element by element.
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "data.image_size": (1, None),
+    "data.batch_size": (1, None),
+    "data.eval_batch_size": (1, None),
+    "data.num_workers": (0, None),
+    "data.max_per_split": (1, None),
+    "data.split_fractions": (0, 1),
+    "data.n_bins": (2, None),
+    "data.lda_topics": (1, None),
+    "model.embed_dim": (1, None),
+    "model.dora_rank": (1, None),
+    "model.train_last_n": (1, None),
+    "model.optimizer.lr": (0, None),
+    "callbacks.cross_modal_retrieval.pool_size": (2, None),
+    "callbacks.cross_modal_retrieval.pool_repeats": (1, None),
+    "callbacks.cross_modal_retrieval.ks": (1, None),
+    "callbacks.cross_modal_retrieval.train_subset": (0, None),
+    "callbacks.popularity_report.k": (1, None),
+    "callbacks.popularity_report.bootstrap_resamples": (0, None),
+    "callbacks.embedding_geometry.bins": (1, None),
+    "trainer.accumulate_grad_batches": (1, None),
+}
+
+
+def check_ranges(cfg: DictConfig) -> None:
+    """Every key of RANGES that the config holds is inside its range; else a ConfigError naming the key."""
+    for key, (least, greatest) in RANGES.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        values = list(value) if OmegaConf.is_list(value) or isinstance(value, (list, tuple)) else [value]
+        for item in values:
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue  # None (unset) or a type error the schema reports
+            if (least is not None and item < least) or (greatest is not None and item > greatest):
+                allowed = f"≥ {least}" if greatest is None else f"between {least} and {greatest}"
+                raise ConfigError(f"{key}={value}: must be {allowed}")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Check the data and model groups against their schema (by `_target_`), keys added with `+`
     included; the trainer, and every callback and logger, against the arguments of the class they
-    build; and the top-level keys' types."""
+    build; the top-level keys' types; and the counts and sizes against their ranges (RANGES)."""
     for key, expected in TOP_LEVEL_TYPES.items():
         value = cfg.get(key)
         if value is not None and type(value) is not expected:
@@ -328,6 +368,7 @@ def validate_config(cfg: DictConfig) -> None:
         for name, child in node.items():  # nodes the schema leaves open (Any): checked against their class
             if schema.__dataclass_fields__[name].type in (Any, "Any") and isinstance(child, DictConfig) and "_target_" in child:
                 validate_arguments(child, f"{group}.{name}")
+    check_ranges(cfg)
 
 
 def validate_arguments(node: DictConfig | None, key: str, skip: tuple[str, ...] = ()) -> None:

@@ -115,6 +115,29 @@ def test_wrong_key_or_type_fails_at_compose_naming_the_key(override, key, tmp_pa
     assert key in message
 
 
+@pytest.mark.parametrize(
+    "overrides, says",
+    [
+        (["data.image_size=0"], "data.image_size=0: must be ≥ 1"),  # it built a 0px store and failed with an IndexError
+        (["data.image_size=-5"], "data.image_size=-5: must be ≥ 1"),  # an 82-line litdata traceback
+        (["data.max_per_split=0"], "data.max_per_split=0: must be ≥ 1"),
+        (["callbacks.cross_modal_retrieval.pool_size=0"], "callbacks.cross_modal_retrieval.pool_size=0: must be ≥ 2"),
+        (["data.split_fractions=[1.2,-0.1,-0.1]"], "data.split_fractions=[1.2, -0.1, -0.1]: must be between 0 and 1"),
+        (["experiment=memes_triplet", "callbacks.popularity_report.k=0"], "callbacks.popularity_report.k=0: must be ≥ 1"),
+    ],
+)
+def test_a_value_out_of_range_fails_at_start_up_naming_the_key_and_the_range(overrides, says, tmp_path):
+    cfg = compose_config("train.yaml", ["experiment=twemoji_gap", *overrides], tmp_path)
+    with pytest.raises(ConfigError) as error:
+        validate_config(cfg)
+    assert str(error.value) == says
+    data_dir = tmp_path / "data"
+    cfg.paths.data_dir = str(data_dir)
+    with pytest.raises(ConfigError):
+        train(cfg)  # the run checks before any work: no store, no data dir
+    assert not data_dir.exists()
+
+
 def test_a_key_added_with_plus_fails_before_anything_loads(compose_train):
     cfg = compose_train("+data.batchsize=8", "+model.image_tower.pretrainde=false")
     with pytest.raises(ConfigError, match="batchsize"):
