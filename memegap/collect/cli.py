@@ -23,18 +23,18 @@ from memegap.collect.download import DownloadSettings, Downloader
 from memegap.utils.tables import read_user_columns, relative_to_table, update_user_table
 from memegap.collect.twitter import TOKEN_ENV, MinerSettings, TwitterMiner
 from memegap.errors import UserError, reported_as_one_line
-from memegap.utils.cli import HelpFormatter
+from memegap.utils.cli import HelpFormatter, number_in
 
 PROGRAM = "memegap-collect"
 
 
 def add_download_options(parser: argparse.ArgumentParser) -> None:
     defaults = DownloadSettings()
-    parser.add_argument("--workers", type=int, default=defaults.workers, help="parallel downloads")
-    parser.add_argument("--max-bytes", type=int, default=defaults.max_bytes, help="largest body accepted, bytes")
-    parser.add_argument("--max-pixels", type=int, default=defaults.max_pixels, help="largest image accepted, width × height")
-    parser.add_argument("--read-timeout", type=float, default=defaults.read_timeout, help="seconds without a byte")
-    parser.add_argument("--max-attempts", type=int, default=defaults.max_attempts, help="tries per URL for connection errors, 429 and 5xx answers")
+    parser.add_argument("--workers", type=number_in(1), default=defaults.workers, help="parallel downloads")
+    parser.add_argument("--max-bytes", type=number_in(1), default=defaults.max_bytes, help="largest body accepted, bytes")
+    parser.add_argument("--max-pixels", type=number_in(1), default=defaults.max_pixels, help="largest image accepted, width × height")
+    parser.add_argument("--read-timeout", type=number_in(0.001, kind=float), default=defaults.read_timeout, help="seconds without a byte")
+    parser.add_argument("--max-attempts", type=number_in(1), default=defaults.max_attempts, help="tries per URL for connection errors, 429 and 5xx answers")
 
 
 def download_settings(args: argparse.Namespace) -> DownloadSettings:
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     twitter.add_argument("--context-account", default="ShitpostContext", help="account whose tweets give templates and sources ('' for none)")
     twitter.add_argument("--token-env", default=TOKEN_ENV, help="environment variable holding the bearer token")
     twitter.add_argument("--api-base-url", default=None, help="send API requests to this base URL instead (mirror, proxy)")
-    twitter.add_argument("--page-size", type=int, default=100, help="tweets per timeline request (5 to 100)")
+    twitter.add_argument("--page-size", type=number_in(5, 100), default=100, help="tweets per timeline request (5 to 100)")
     twitter.set_defaults(run=run_twitter)
 
     download = commands.add_parser("download", help="download images robustly, with a manifest", description="Download images with retries, resume and checks; a manifest.parquet in the target folder lets a re-run skip what is done.", formatter_class=HelpFormatter)

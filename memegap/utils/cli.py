@@ -1,9 +1,29 @@
-"""What the project's argparse commands share (memegap-collect, memegap-posts)."""
+"""What the project's argparse commands share (memegap-collect, memegap-posts, memegap-search, the study scripts)."""
 
 from __future__ import annotations
+
+import argparse
 
 from rich_argparse import ArgumentDefaultsRichHelpFormatter, RawDescriptionRichHelpFormatter
 
 
 class HelpFormatter(RawDescriptionRichHelpFormatter, ArgumentDefaultsRichHelpFormatter):
     """Rich help that keeps the description's line breaks and shows every option's default."""
+
+
+def number_in(least: float, greatest: float | None = None, kind: type = int):
+    """An argparse `type` that reads a `kind` (int or float) and refuses one outside [least, greatest],
+    so that a command's count or size fails at start-up naming the option and the range."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+        if value < least or (greatest is not None and value > greatest):
+            allowed = f"≥ {least}" if greatest is None else f"between {least} and {greatest}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: must be {allowed}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse

@@ -31,6 +31,7 @@ from memegap.config import CONFIG_DIR, register_configs
 from memegap.errors import UserError, reported_as_one_line
 from memegap.metrics.geometry import cosine_histograms, cosine_spread, modality_gap
 from memegap.metrics.retrieval import images_of_rows
+from memegap.utils.cli import number_in
 
 NO_ADAPTERS = {  # model settings that build each dual encoder without adapters
     "memegap.models.dual_encoder.DualEncoder": {"dora_rank": 0},
@@ -97,7 +98,7 @@ def table(pretrained: dict[str, float], random_rows: list[dict[str, float]], tit
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="memegap-train overrides, e.g. experiment=coco_gap data.root=...")
-    parser.add_argument("--random-inits", type=int, default=25, help="random initialisations (seeds 0, 1, ...)")
+    parser.add_argument("--random-inits", type=number_in(0), default=25, help="random initialisations (seeds 0, 1, ...)")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--out", type=Path, help="folder for cone.md, cone.json, cone_histograms.png "
                         "(default: logs/cone/<experiment>_<language>_<split>, so that two experiments never share one)")

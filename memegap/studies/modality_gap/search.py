@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from memegap.errors import UserError, reported_as_one_line
-from memegap.utils.cli import HelpFormatter
+from memegap.utils.cli import HelpFormatter, number_in
 from memegap.utils.io import atomic_path
 
 log = logging.getLogger("memegap.studies.modality_gap.search")
@@ -146,7 +146,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=Path, help="for a text query: a folder of images, or a CSV/parquet table with an image_path column")
     parser.add_argument("--image", type=Path, help="search the nearest texts of this image instead of a text query")
     parser.add_argument("--texts", type=Path, help="with --image: candidate texts, one per line (default: every prompt of the run's data)")
-    parser.add_argument("--k", type=int, default=5, help="how many results")
+    parser.add_argument("--k", type=number_in(1), default=5, help="how many results")
     parser.add_argument("--html", type=Path, help="the results page to write (default: <run>/search/<the query's words>.html, e.g. un_perro.html)")
     parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)

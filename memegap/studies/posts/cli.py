@@ -31,7 +31,7 @@ from memegap.config import CONFIG_DIR
 from memegap.studies.posts.coco_posts import build_coco_posts
 from memegap.data.splits import SPLITS
 from memegap.errors import UserError, reported_as_one_line
-from memegap.utils.cli import HelpFormatter
+from memegap.utils.cli import HelpFormatter, number_in
 from memegap.studies.posts.influencers import THRESHOLDS, category_shares, decide, decision_metrics, threshold_sweep
 from memegap.studies.posts.caption_text import (
     SoftmaxCaptionClassifier, caption_vectors, class_scores, fasttext_training_file, fit_caption_svm, fit_fasttext, has_words, sentence_vectors,
@@ -272,7 +272,7 @@ def parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build-coco", help="write the COCO-built posts table", formatter_class=HelpFormatter)
     build.add_argument("--coco", default="../shared/data/coco_mini", help="a COCO captions folder (captions.json + images)")
     build.add_argument("--out", default="data/posts/coco_posts.csv", help="the posts table to write (CSV)")
-    build.add_argument("--posts-per-user", type=int, default=6)
+    build.add_argument("--posts-per-user", type=number_in(1), default=6)
     build.add_argument("--seed", type=int, default=0, help="the shuffle that groups posts into users")
     run = commands.add_parser("run", help="captions, fusion and influencers on a trained image run", formatter_class=HelpFormatter)
     run.add_argument("--run", required=True, help="the run dir of memegap-train experiment=posts_image")
@@ -284,10 +284,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--text-vectors", choices=("fasttext", "minilm"), default="fasttext",
                      help="caption vectors: fastText fitted on the training captions, or the packaged MiniLM sentence encoder")
     run.add_argument("--fasttext-model", choices=("skipgram", "cbow"), default="skipgram")
-    run.add_argument("--dim", type=int, default=128, help="fastText vector size")
-    run.add_argument("--epochs", type=int, default=15, help="fastText epochs")
-    run.add_argument("--mlp-epochs", type=int, default=25)
-    run.add_argument("--min-posts", type=int, default=3, help="fewer classified posts make a user 'unknown' (ours)")
+    run.add_argument("--dim", type=number_in(1), default=128, help="fastText vector size")
+    run.add_argument("--epochs", type=number_in(1), default=15, help="fastText epochs")
+    run.add_argument("--mlp-epochs", type=number_in(1), default=25)
+    run.add_argument("--min-posts", type=number_in(1), default=3, help="fewer classified posts make a user 'unknown' (ours)")
     run.add_argument("--seed", type=int, default=0)
     return top
 
