@@ -11,6 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from memegap.errors import UserError
 
+# The model options whose runs embed images and texts (what the study scripts read).
+DUAL_ENCODERS = ("dual_encoder", "clip_dora")
+
 
 def run_config(run_dir: Path) -> DictConfig:
     """The run's composed config (.hydra/config.yaml)."""
@@ -18,6 +21,17 @@ def run_config(run_dir: Path) -> DictConfig:
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run dir: no {path.relative_to(run_dir)}")
     return OmegaConf.load(path)
+
+
+def require_run_of(run_dir: Path, command: str, models: tuple[str, ...] = (), data: tuple[str, ...] = ()) -> None:
+    """A UserError in one line when the run's model or data option (Hydra's record, .hydra/hydra.yaml) is
+    not one that `command` can read, naming what it needs and what the run is; nothing when unrecorded."""
+    path = Path(run_dir) / ".hydra" / "hydra.yaml"
+    choices = dict(OmegaConf.load(path).hydra.runtime.choices) if path.is_file() else {}
+    for group, allowed in (("model", models), ("data", data)):
+        if allowed and choices.get(group) and choices[group] not in allowed:
+            needs = " or ".join(f"{group}={option}" for option in allowed)
+            raise UserError(f"{command} needs a run of {needs}; {run_dir} is a run of model={choices.get('model')} data={choices.get('data')}")
 
 
 def best_checkpoint(run_dir: Path) -> Path:

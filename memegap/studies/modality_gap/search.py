@@ -164,9 +164,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def search(args: argparse.Namespace) -> None:
-    from memegap.utils.trained_run import run_config, trained_model
+    from memegap.utils.trained_run import DUAL_ENCODERS, require_run_of, run_config, trained_model
 
     cfg = run_config(args.run)
+    require_run_of(args.run, "memegap-search", models=DUAL_ENCODERS)
     model = trained_model(cfg, args.run)
     hits = images_for_text(args, cfg, model) if args.query is not None else texts_for_image(args, cfg, model)
     for rank, (score, found) in enumerate(hits, start=1):

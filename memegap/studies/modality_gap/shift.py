@@ -23,7 +23,7 @@ from memegap.errors import reported_as_one_line
 from memegap.studies.modality_gap.shift_sweep import shift_sweep
 from memegap.utils.figures import save_figure
 from memegap.utils.io import atomic_path
-from memegap.utils.trained_run import embed_split, run_config, set_up_data, trained_model
+from memegap.utils.trained_run import DUAL_ENCODERS, embed_split, require_run_of, run_config, set_up_data, trained_model
 
 DEFAULT_LAMBDAS = [-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25]
 
@@ -68,6 +68,7 @@ def main() -> None:
 def sweep(args: argparse.Namespace) -> None:
     """Shift the run's split embeddings at each λ; write shift.json and shift.png; print the JSON."""
     cfg = run_config(args.run_dir)
+    require_run_of(args.run_dir, "shift.py", models=DUAL_ENCODERS)
     model = trained_model(cfg, args.run_dir, args.checkpoint)
     datamodule = set_up_data(cfg)
     embeddings, row_ids = embed_split(datamodule, model, args.split)

@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 
 from memegap.data.twemoji import GENDER_SIGNS, GENDERED_PEOPLE, SKIN_TONES, list_pictograms
+from memegap.errors import reported_as_one_line
 from memegap.metrics.retrieval import pools
-from memegap.utils.trained_run import embed_split, run_config, set_up_data, trained_model
+from memegap.utils.trained_run import DUAL_ENCODERS, embed_split, require_run_of, run_config, set_up_data, trained_model
 
 # The code points that base_emoji() drops or maps to make the base key: a variant is its base plus these.
 PERSON_MARKS = GENDER_SIGNS | set(GENDERED_PEOPLE) | set(GENDERED_PEOPLE.values())
@@ -85,12 +86,15 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path, help="a run dir of experiment=twemoji_gap (holds .hydra/ and checkpoints/)")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--checkpoint", type=Path, help="a .ckpt of the run (default: its best, checkpoints/epoch_*.ckpt)")
+    parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = parser.parse_args()
-    cfg = run_config(args.run_dir)
-    embeddings, ids = embed_split(set_up_data(cfg), trained_model(cfg, args.run_dir, args.checkpoint), args.split)
-    retrieval = cfg.callbacks.cross_modal_retrieval
-    kinds = error_kinds(embeddings, ids, retrieval.pool_size, retrieval.get("pool_repeats", 1))
-    print(json.dumps({"run": str(args.run_dir), "split": args.split, **kinds}, indent=2))
+    with reported_as_one_line("twemoji_errors.py", verbose=args.verbose):
+        cfg = run_config(args.run_dir)
+        require_run_of(args.run_dir, "twemoji_errors.py", models=DUAL_ENCODERS, data=("twemoji",))
+        embeddings, ids = embed_split(set_up_data(cfg), trained_model(cfg, args.run_dir, args.checkpoint), args.split)
+        retrieval = cfg.callbacks.cross_modal_retrieval
+        kinds = error_kinds(embeddings, ids, retrieval.pool_size, retrieval.get("pool_repeats", 1))
+        print(json.dumps({"run": str(args.run_dir), "split": args.split, **kinds}, indent=2))
 
 
 if __name__ == "__main__":
