@@ -342,6 +342,16 @@ def check_ranges(cfg: DictConfig) -> None:
                 raise ConfigError(f"{key}={value}: must be {allowed}")
 
 
+def check_accelerator(cfg: DictConfig) -> None:
+    """trainer=gpu or ddp on a machine without a CUDA GPU: one line saying so (Lightning's is a traceback)."""
+    import torch
+
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="") or "")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.accelerator={accelerator}: no CUDA GPU is visible on this machine (torch.cuda.is_available() is False); "
+                          "use trainer=default (CPU), or trainer=ddp_sim for DDP on CPU processes")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Check the data and model groups against their schema (by `_target_`), keys added with `+`
     included; the trainer, and every callback and logger, against the arguments of the class they

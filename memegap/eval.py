@@ -19,7 +19,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from memegap.config import CONFIG_DIR, register_configs, validate_config
+from memegap.config import CONFIG_DIR, check_accelerator, register_configs, validate_config
 from memegap.errors import UserError, reported_as_one_line
 from memegap.utils.run import prepare_run, resolve_ckpt_path, run_attempt, scalar_metrics
 from memegap.utils.run_dir import EVAL_MAY_CHANGE, check_checkpoint_config, claim_run_dir, load_checkpoint, save_metrics
@@ -36,6 +36,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if not cfg.get("ckpt_path") and cfg.model.get("_target_") not in LOADS_ITS_OWN_WEIGHTS:
         raise UserError("memegap-eval needs ckpt_path=<path to a .ckpt file>")
     validate_config(cfg)
+    check_accelerator(cfg)
     run_dir = Path(cfg.paths.output_dir)
     claim_run_dir(run_dir, None, "memegap-eval")
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir) if cfg.get("ckpt_path") else None

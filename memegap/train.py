@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from memegap.callbacks.config_record import ConfigInCheckpoint
-from memegap.config import CONFIG_DIR, register_configs, validate_config
+from memegap.config import CONFIG_DIR, check_accelerator, register_configs, validate_config
 from memegap.errors import UserError, reported_as_one_line
 from memegap.utils.run import log_hyperparameters, metric_value, prepare_run, resolve_ckpt_path, run_attempt, scalar_metrics
 from memegap.utils.run_dir import check_checkpoint_config, claim_run_dir, load_checkpoint, model_and_data_config, read_metrics, save_metrics
@@ -29,6 +29,7 @@ def train(cfg: DictConfig) -> dict[str, dict[str, float]]:
     Everything that can be checked is checked before any work: the config, the run dir (a new run
     never writes into an earlier one), the checkpoint to resume from and its config."""
     validate_config(cfg)
+    check_accelerator(cfg)
     run_dir = Path(cfg.paths.output_dir)
     earlier = claim_run_dir(run_dir, cfg.get("ckpt_path"))
     if earlier and earlier["status"] == "finished":

@@ -138,6 +138,14 @@ def test_a_value_out_of_range_fails_at_start_up_naming_the_key_and_the_range(ove
     assert not data_dir.exists()
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU: trainer=gpu is valid here")
+def test_trainer_gpu_without_a_gpu_is_one_line_before_any_work(tmp_path):
+    cfg = compose_config("train.yaml", ["experiment=twemoji_gap", "trainer=gpu", f"paths.data_dir={tmp_path / 'data'}"], tmp_path)
+    with pytest.raises(ConfigError, match=r"^trainer.accelerator=gpu: no CUDA GPU is visible on this machine"):
+        train(cfg)
+    assert not (tmp_path / "data").exists()
+
+
 def test_a_key_added_with_plus_fails_before_anything_loads(compose_train):
     cfg = compose_train("+data.batchsize=8", "+model.image_tower.pretrainde=false")
     with pytest.raises(ConfigError, match="batchsize"):
