@@ -36,10 +36,15 @@ def log_file_paths() -> list[str]:
 
 @contextmanager
 def reported_as_one_line(program: str, verbose: bool = False) -> Iterator[None]:
-    """Turn a UserError into one line on stderr and exit status 2 (traceback in the log file);
-    with verbose=True the error propagates with its traceback."""
+    """Turn a UserError into one line on stderr and exit status 2 (traceback in the log file), and
+    Ctrl-C into one line and exit status 130; with verbose=True both propagate with their traceback."""
     try:
         yield
+    except KeyboardInterrupt:
+        if verbose:
+            raise
+        print(f"{program}: interrupted (Ctrl-C)", file=sys.stderr)
+        raise SystemExit(130) from None
     except UserError as error:
         if verbose:
             raise

@@ -94,12 +94,22 @@ class InterruptAtFirstStep(L.Callback):
 
 def test_an_interrupted_run_is_recorded_as_failed_in_wandb_and_its_state(compose_train, tmp_path):
     cfg = compose_train("logger=wandb", "test_before_fit=false", "+callbacks.interrupt._target_=tests.test_safe_runs.InterruptAtFirstStep")
-    with pytest.raises(SystemExit):  # Lightning turns Ctrl-C into exit(1) after its graceful shutdown
+    with pytest.raises(KeyboardInterrupt):  # not Lightning's SystemExit(1), which read as "SystemExit: 1"
         train(cfg)
     (run_file,) = find_run_files(tmp_path)
-    assert exit_codes_once_written(run_file, 1) == [1]
+    assert exit_codes_once_written(run_file, 1) == [130]
     state = read_state(tmp_path)
-    assert state["status"] == "failed" and state["exit_code"] == 1
+    assert state["status"] == "failed" and state["exit_code"] == 130 and state["error"] == "KeyboardInterrupt: interrupted (Ctrl-C)"
+
+
+def test_ctrl_c_anywhere_is_one_line_and_exit_status_130(capsys):
+    """At start-up (before any run dir) as during training: one line, never a traceback."""
+    from memegap.errors import reported_as_one_line
+
+    with pytest.raises(SystemExit) as stopped:
+        with reported_as_one_line("memegap-train"):
+            raise KeyboardInterrupt
+    assert stopped.value.code == 130 and capsys.readouterr().err == "memegap-train: interrupted (Ctrl-C)\n"
 
 
 def test_metrics_json_is_merged_never_shrunk(tmp_path):

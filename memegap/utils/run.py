@@ -170,16 +170,25 @@ def exit_code_of(error: BaseException) -> int:
 @contextmanager
 def run_attempt(run_dir: Path) -> Iterator[None]:
     """One attempt at a run: its state file says running, then finished or failed; the W&B run is
-    closed with the real exit code; an error goes to the run's log file with its traceback."""
+    closed with the real exit code; an error goes to the run's log file with its traceback. Ctrl-C,
+    wherever it comes (Lightning's exit(1) after its shutdown included), leaves as KeyboardInterrupt
+    with exit code 130 recorded."""
     write_state(run_dir, "running")
     try:
         yield
     except BaseException as error:
+        if isinstance(error, SystemExit) and isinstance(error.__context__, KeyboardInterrupt):
+            error = error.__context__  # Lightning turns Ctrl-C into exit(1) after its graceful shutdown
         code = exit_code_of(error)
-        write_state(run_dir, "failed", code, f"{type(error).__name__}: {error}"[:2000])
-        if not isinstance(error, UserError):  # the console command logs those itself
+        interrupted = isinstance(error, KeyboardInterrupt)
+        write_state(run_dir, "failed", code, "KeyboardInterrupt: interrupted (Ctrl-C)" if interrupted else f"{type(error).__name__}: {error}"[:2000])
+        if interrupted:
+            log.info("interrupted: %s is recorded as failed; resume it with the same command and run_id=%s ckpt_path=last", run_dir, run_dir.name)
+        elif not isinstance(error, UserError):  # the console command logs those itself
             log_to_files(f"run failed (exit code {code})", error)
         finish_wandb(code)
+        if interrupted:
+            raise KeyboardInterrupt from None  # one interrupted-run path: the command prints one line, exit 130
         raise
     write_state(run_dir, "finished", 0)
     finish_wandb(0)
