@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from memegap.data.image_store import COMPLETE, ImageStore, decode_rgb
@@ -87,6 +88,55 @@ def test_a_killed_build_is_never_taken_for_a_finished_store(tmp_path):
     rows = store.rows()
     assert len(rows) == 600 and all(row["status"] == "ok" for row in rows)
     assert torch.equal(store.load(["good599"])[0], torch.from_numpy(decode_rgb(tmp_path / "images" / "good599.png", 64)).permute(2, 0, 1))
+
+
+INTERRUPTED_BUILD = """
+import sys
+from pathlib import Path
+from memegap.data.image_store import ImageStore
+from memegap.errors import reported_as_one_line
+if __name__ == "__main__":
+    folder = Path(sys.argv[1])
+    files = [(p.stem, p) for p in sorted(folder.glob("*.png"))]
+    with reported_as_one_line("build"):
+        ImageStore(sys.argv[2], "big", 64, chunk_bytes="64KB").ensure(files, num_workers=2)
+    print("finished")
+"""
+
+
+def children_of(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if f"PPid:\t{pid}\n" in status.read_text():
+                found.add(int(status.parent.name))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+def test_ctrl_c_while_packing_fails_and_stops_the_workers(tmp_path):
+    """litdata's own SIGINT handler ended the process with os._exit(0): exit 0, nothing printed, and
+    its workers kept packing for 20-30 s. Now: one line, exit status 130, no worker left, no store."""
+    image_folder(tmp_path / "images", good=1500)
+    script = tmp_path / "build.py"
+    script.write_text(INTERRUPTED_BUILD)
+    process = subprocess.Popen([sys.executable, str(script), str(tmp_path / "images"), str(tmp_path / "store")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store_dir = tmp_path / "store" / "big" / "64px"
+    deadline, workers = time.monotonic() + 300, set()
+    while time.monotonic() < deadline and process.poll() is None and not list(store_dir.parent.glob(".64px.building-*/chunk-*.bin")):
+        workers |= children_of(process.pid)
+        time.sleep(0.02)
+    workers |= children_of(process.pid)
+    process.send_signal(signal.SIGINT)  # to the main process only, as `kill -INT`: the workers must be stopped by it
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "build: interrupted (Ctrl-C)" in err and "finished" not in out, (process.returncode, err[-2000:])
+    assert workers, "the build must have started its worker processes"
+    time.sleep(1)
+    assert [pid for pid in workers if Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()] == []
+    assert not store_dir.exists()
 
 
 def test_building_a_store_leaves_the_random_state_as_it_was(tmp_path):

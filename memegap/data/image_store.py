@@ -22,9 +22,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import random
 import shutil
+import signal
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -55,6 +57,32 @@ def decode_rgb(path: str | Path, size: int) -> np.ndarray:
     canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     rgb = Image.alpha_composite(canvas, rgba).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
     return np.array(rgb, dtype=np.uint8)  # a writable copy (torch.from_numpy warns on read-only arrays)
+
+
+@contextmanager
+def ctrl_c_stops_the_workers() -> Iterator[None]:
+    """Ctrl-C during litdata.optimize raises KeyboardInterrupt after stopping the worker processes.
+
+    litdata installs its own SIGINT handler there, which ends the process with os._exit(0): exit status
+    0, nothing printed, the run state left at "running" and the workers still packing for seconds. Its
+    attempt to install one is refused here, so Python's KeyboardInterrupt comes through; the workers
+    are then terminated and the half-built folder stays an unfinished build (never taken for a store)."""
+    install = signal.signal
+
+    def keep_sigint(signum, handler):
+        return signal.getsignal(signum) if signum == signal.SIGINT else install(signum, handler)
+
+    signal.signal = keep_sigint
+    try:
+        yield
+    except KeyboardInterrupt:
+        for worker in multiprocessing.active_children():
+            worker.terminate()
+        for worker in multiprocessing.active_children():
+            worker.join(5)
+        raise
+    finally:
+        signal.signal = install
 
 
 def _pack(job: tuple[str, int]) -> dict:
@@ -134,15 +162,16 @@ class ImageStore:
         building = self.dir.with_name(f".{self.dir.name}.building-{os.getpid()}")
         shutil.rmtree(building, ignore_errors=True)
         log.info("packing %d images of %s at %d px into %s (once)", len(files), self.dir.parent.name, self.size, self.dir)
-        litdata.optimize(
-            fn=_pack,
-            inputs=[(str(path), self.size) for _, path in files],
-            output_dir=str(building),
-            chunk_bytes=self.chunk_bytes,
-            num_workers=num_workers,
-            keep_data_ordered=True,
-            verbose=False,
-        )
+        with ctrl_c_stops_the_workers():
+            litdata.optimize(
+                fn=_pack,
+                inputs=[(str(path), self.size) for _, path in files],
+                output_dir=str(building),
+                chunk_bytes=self.chunk_bytes,
+                num_workers=num_workers,
+                keep_data_ordered=True,
+                verbose=False,
+            )
         dataset = litdata.StreamingDataset(str(building))
         rows = []
         for index, (key, path) in enumerate(files):
