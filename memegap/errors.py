@@ -35,7 +35,7 @@ def log_file_paths() -> list[str]:
 
 
 @contextmanager
-def reported_as_one_line(program: str, verbose: bool = False) -> Iterator[None]:
+def reported_as_one_line(program: str, verbose: bool = False, verbose_hint: str = "--verbose") -> Iterator[None]:
     """Turn a UserError into one line on stderr and exit status 2 (traceback in the log file), and
     Ctrl-C into one line and exit status 130; with verbose=True both propagate with their traceback."""
     try:
@@ -50,6 +50,6 @@ def reported_as_one_line(program: str, verbose: bool = False) -> Iterator[None]:
             raise
         log_to_files(f"{program}: {error}", error)
         files = log_file_paths()
-        where = f" (details in {files[0]})" if files else " (add --verbose for the traceback)"
+        where = f" (details in {files[0]})" if files else f" (add {verbose_hint} for the traceback)"
         print(f"{program}: error: {error}{where}", file=sys.stderr)
         raise SystemExit(2) from None

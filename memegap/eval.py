@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from memegap.config import CONFIG_DIR, check_accelerator, register_configs, validate_config
 from memegap.errors import UserError, reported_as_one_line
 from memegap.utils.run import prepare_run, resolve_ckpt_path, run_attempt, scalar_metrics
-from memegap.utils.run_dir import EVAL_MAY_CHANGE, check_checkpoint_config, claim_run_dir, load_checkpoint, save_metrics
+from memegap.utils.run_dir import EVAL_MAY_CHANGE, StartRecord, check_checkpoint_config, claim_run_dir, load_checkpoint, save_metrics
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -33,15 +33,20 @@ LOADS_ITS_OWN_WEIGHTS = ("memegap.models.clip.ClipDualEncoder",)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    if not cfg.get("ckpt_path") and cfg.model.get("_target_") not in LOADS_ITS_OWN_WEIGHTS:
-        raise UserError("memegap-eval needs ckpt_path=<path to a .ckpt file>")
-    validate_config(cfg)
-    check_accelerator(cfg)
     run_dir = Path(cfg.paths.output_dir)
-    claim_run_dir(run_dir, None, "memegap-eval")
-    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir) if cfg.get("ckpt_path") else None
-    if ckpt_path:
-        check_checkpoint_config(load_checkpoint(ckpt_path), ckpt_path, cfg, EVAL_MAY_CHANGE)
+    start = StartRecord(run_dir)
+    try:
+        if not cfg.get("ckpt_path") and cfg.model.get("_target_") not in LOADS_ITS_OWN_WEIGHTS:
+            raise UserError("memegap-eval needs ckpt_path=<path to a .ckpt file>")
+        validate_config(cfg)
+        check_accelerator(cfg)
+        claim_run_dir(run_dir, None, "memegap-eval")
+        ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir) if cfg.get("ckpt_path") else None
+        if ckpt_path:
+            check_checkpoint_config(load_checkpoint(ckpt_path), ckpt_path, cfg, EVAL_MAY_CHANGE)
+    except UserError:
+        start.undo()  # a refused evaluation leaves no run dir behind
+        raise
     datamodule, model, trainer = prepare_run(cfg, run_dir)
     with run_attempt(run_dir), warnings.catch_warnings():
         # the checkpoint's training callbacks (checkpointing, RNG state) are left out on purpose
@@ -53,7 +58,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval.yaml")
 def main(cfg: DictConfig) -> None:
-    with reported_as_one_line("memegap-eval", verbose=bool(cfg.get("verbose"))):
+    with reported_as_one_line("memegap-eval", verbose=bool(cfg.get("verbose")), verbose_hint="verbose=true"):
         evaluate(cfg)
 
 

@@ -17,7 +17,7 @@ from memegap.callbacks.config_record import ConfigInCheckpoint
 from memegap.config import CONFIG_DIR, check_accelerator, register_configs, validate_config
 from memegap.errors import UserError, reported_as_one_line
 from memegap.utils.run import log_hyperparameters, metric_value, prepare_run, resolve_ckpt_path, run_attempt, scalar_metrics
-from memegap.utils.run_dir import check_checkpoint_config, claim_run_dir, load_checkpoint, model_and_data_config, read_metrics, save_metrics
+from memegap.utils.run_dir import StartRecord, check_checkpoint_config, claim_run_dir, load_checkpoint, model_and_data_config, read_metrics, save_metrics
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -28,18 +28,24 @@ def train(cfg: DictConfig) -> dict[str, dict[str, float]]:
 
     Everything that can be checked is checked before any work: the config, the run dir (a new run
     never writes into an earlier one), the checkpoint to resume from and its config."""
-    validate_config(cfg)
-    check_accelerator(cfg)
     run_dir = Path(cfg.paths.output_dir)
-    earlier = claim_run_dir(run_dir, cfg.get("ckpt_path"))
-    if earlier and earlier["status"] == "finished":
-        if cfg.ckpt_path != "last":
-            raise UserError(f"the run in {run_dir} has finished; to train from ckpt_path={cfg.ckpt_path}, pass a new run_id=")
-        log.info("the run in %s has already finished; nothing to do (its metrics are in %s/metrics.json)", run_dir, run_dir)
-        return read_metrics(run_dir)
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
-    if ckpt_path:
-        check_checkpoint_config(load_checkpoint(ckpt_path), ckpt_path, cfg)
+    start = StartRecord(run_dir)
+    try:
+        validate_config(cfg)
+        check_accelerator(cfg)
+        earlier = claim_run_dir(run_dir, cfg.get("ckpt_path"))
+        if earlier and earlier["status"] == "finished":
+            if cfg.ckpt_path != "last":
+                raise UserError(f"the run in {run_dir} has finished; to train from ckpt_path={cfg.ckpt_path}, pass a new run_id=")
+            start.undo()  # nothing to do, and nothing written: no attempt config, no log lines
+            log.info("the run in %s has already finished; nothing to do (its metrics are in %s/metrics.json)", run_dir, run_dir)
+            return read_metrics(run_dir)
+        ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
+        if ckpt_path:
+            check_checkpoint_config(load_checkpoint(ckpt_path), ckpt_path, cfg)
+    except UserError:
+        start.undo()  # a refused start leaves nothing behind
+        raise
     datamodule, model, trainer = prepare_run(cfg, run_dir, [ConfigInCheckpoint(model_and_data_config(cfg))])
     metrics: dict[str, dict[str, float]] = {}
     with run_attempt(run_dir):
@@ -63,7 +69,7 @@ def train(cfg: DictConfig) -> dict[str, dict[str, float]]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
-    with reported_as_one_line("memegap-train", verbose=bool(cfg.get("verbose"))):
+    with reported_as_one_line("memegap-train", verbose=bool(cfg.get("verbose")), verbose_hint="verbose=true"):
         metrics = train(cfg)
         if not cfg.get("train"):  # a test-only run has no validation metrics to optimise
             return None

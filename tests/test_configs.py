@@ -178,6 +178,13 @@ def test_cli_fails_at_start_up_naming_the_key(tmp_path):
     assert result.returncode != 0
     assert "batchsize" in result.stderr and "TwemojiDataConfig" in result.stderr
     assert not (tmp_path / "checkpoints").exists()
+    run_dir = tmp_path / "refused"
+    result = subprocess.run(
+        [sys.executable, "-m", "memegap.train", "experiment=twemoji_gap", "data.image_size=0", f"hydra.run.dir={run_dir}"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "WANDB_MODE": "offline"},
+    )
+    assert result.returncode == 2 and "data.image_size=0: must be ≥ 1 (add verbose=true for the traceback)" in result.stderr
+    assert not run_dir.exists()  # a start refused at validation leaves no run dir (it left one, with .hydra/ and a log)
 
 
 @pytest.mark.parametrize("mode", ["fdr", "limit", "overfit", "profiler"])

@@ -183,6 +183,21 @@ def train_mini_run(tmp_path: Path) -> Path:
     return tmp_path / "logs" / "twemoji_gap" / "runs" / "first"
 
 
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.slow
+def test_the_resume_of_a_finished_run_changes_nothing(tmp_path):
+    """The README says so; it used to add a .hydra/attempt-* config and log lines."""
+    run_dir = train_mini_run(tmp_path)
+    before = tree(run_dir)
+    again = run_cli(["memegap.train", *MINI_CLI, "logger=csv", "run_id=first", "ckpt_path=last"], tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "has already finished; nothing to do" in again.stdout + again.stderr
+    assert tree(run_dir) == before
+
+
 @pytest.mark.slow
 def test_error_analysis_reads_a_trained_run(tmp_path):
     run_dir = train_mini_run(tmp_path)

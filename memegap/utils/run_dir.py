@@ -139,3 +139,46 @@ def check_checkpoint_config(checkpoint: dict[str, Any], path: str | Path, cfg: D
         )
     if differences:
         log.warning("allow_config_change=true: running with changed settings: %s", "; ".join(differences))
+
+
+# When this process started: a `.hydra/attempt-*` folder made after it is this invocation's.
+PROCESS_START = datetime.now().timestamp()
+
+
+class StartRecord:
+    """What a command line invocation's Hydra wrote into `run_dir` before memegap's first check: the run
+    dir itself (a new one: `.hydra/` and the log file), or in an earlier run's dir the config of this
+    attempt (`.hydra/attempt-<time>`) and the log file's new lines. `undo()` takes it all back, so that
+    a refused start (a wrong value, a resume of a finished run) changes nothing. Outside Hydra's own
+    run dir (in-process calls, tests) there is nothing to undo."""
+
+    def __init__(self, run_dir: Path) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        self.run_dir = Path(run_dir)
+        hydra_dir = OmegaConf.select(HydraConfig.get(), "runtime.output_dir", default=None) if HydraConfig.initialized() else None  # missing when composed in-process
+        self.active = bool(hydra_dir) and Path(hydra_dir).resolve() == self.run_dir.resolve()
+        self.log_sizes = {path: path.stat().st_size for path in self._log_files() if path.exists()} if self.active else {}
+        self.new_dir = self.active and not holds_a_run(self.run_dir) and not (self.run_dir / STATE_FILE).exists() and not any((self.run_dir / ".hydra").glob("attempt-*"))
+
+    def _log_files(self) -> list[Path]:
+        return [Path(h.baseFilename) for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler) and self.run_dir.resolve() in Path(h.baseFilename).resolve().parents]
+
+    def undo(self) -> None:
+        if not self.active:
+            return
+        import shutil
+
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler) and Path(h.baseFilename) in self.log_sizes]:
+            root.removeHandler(handler)  # nothing more is written to the run's log by this invocation
+            handler.close()
+        if self.new_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            return
+        for attempt in (self.run_dir / ".hydra").glob("attempt-*"):
+            if attempt.stat().st_mtime >= PROCESS_START - 1:
+                shutil.rmtree(attempt, ignore_errors=True)
+        for path, size in self.log_sizes.items():
+            with open(path, "r+b") as handle:
+                handle.truncate(size)
