@@ -280,6 +280,7 @@ def test_ddp_sim_gathers_the_embeddings_of_both_processes(tmp_path):
     args = [arg for arg in MINI_CLI if not arg.startswith("logger=")]
     result = run_cli(["memegap.train", *args, "trainer=ddp_sim", "logger=tensorboard", "data.batch_size=4", "data.eval_batch_size=8", "run_id=ddp", "train=false"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "sync_dist=True" not in result.stdout + result.stderr  # 116 of 239 console lines were this warning
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run_dir = tmp_path / "logs" / "twemoji_gap" / "runs" / "ddp"

@@ -38,7 +38,7 @@ class ClassificationReport(EmbeddingCollector):
         num_classes = logits.shape[1]
         for key, value in classification_summary(logits, labels, num_classes).items():
             if key != "acc":
-                pl_module.log(f"{stage}/classification/{key}", value)
+                pl_module.log(f"{stage}/classification/{key}", value, sync_dist=True)
         if not (trainer.is_global_zero and self.save_files):
             return
         names = list(getattr(trainer.datamodule, "class_names", None) or [str(k) for k in range(num_classes)])

@@ -51,7 +51,7 @@ class EmbeddingGeometry(EmbeddingCollector):
             rank_zero_warn(f"{stage}: one modality without labels; geometry needs two modalities or class labels, skipped")
             return
         for key, value in scalars.items():
-            pl_module.log(f"{stage}/geometry/{key}", value)
+            pl_module.log(f"{stage}/geometry/{key}", value, sync_dist=True)
         if not trainer.is_global_zero:
             return
         for counts in panels.values():

@@ -92,9 +92,9 @@ class ImageClassifier(StagedModule):
         loss = losses.mean() if weights is None else (weights * losses).sum() / weights.sum()
         accuracy = self.accuracy[f"{stage}_acc"]
         accuracy(logits, labels)
-        logged = {"batch_size": len(labels), "on_epoch": True, "on_step": stage == "train"}
+        logged = {"batch_size": len(labels), "on_epoch": True, "on_step": stage == "train", "sync_dist": True}  # sync_dist: the mean over every DDP rank
         self.log(f"{stage}/loss", loss, prog_bar=True, **logged)
-        self.log(f"{stage}/acc", accuracy, prog_bar=stage != "train", **logged)
+        self.log(f"{stage}/acc", accuracy, prog_bar=stage != "train", **(logged | {"sync_dist": False}))  # a torchmetrics Metric syncs itself
         return {"loss": loss, "embeddings": {"image": features.detach()}, "logits": logits.detach(), "label": labels}
 
     def configure_optimizers(self):

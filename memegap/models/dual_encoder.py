@@ -57,7 +57,7 @@ class ContrastiveDualEncoder(StagedModule, ABC):
     def _step(self, batch: dict, stage: str) -> dict:
         embeddings = self.embed(batch)
         losses = self.loss(embeddings["image"], embeddings["text"], self.logit_scale)
-        logged = {"batch_size": len(batch["text"]), "on_epoch": True, "on_step": stage == "train"}
+        logged = {"batch_size": len(batch["text"]), "on_epoch": True, "on_step": stage == "train", "sync_dist": True}  # sync_dist: the mean over every DDP rank
         self.log(f"{stage}/loss", losses["loss"], prog_bar=True, **logged)
         for name, value in losses.items():
             if name != "loss":

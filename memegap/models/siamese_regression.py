@@ -105,7 +105,7 @@ class SiameseRegression(SiameseNet):
         first, other = self.trunk(batch), self.trunk(batch, "other_")
         predicted = self.head(torch.cat([first, other], dim=1)).squeeze(1)
         loss = nn.functional.mse_loss(predicted, batch["target"].float() - batch["other_target"].float())
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(first))
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(first), sync_dist=True)
         return loss
 
     def _evaluation_step(self, batch: dict, stage: str) -> dict:
@@ -114,7 +114,7 @@ class SiameseRegression(SiameseNet):
         predicted = self.head(torch.cat([features, other], dim=1)).squeeze(1)
         target = batch["target"].float()
         loss = nn.functional.mse_loss(predicted, target - target.roll(1))
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(features))
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(features), sync_dist=True)
         return {"loss": loss, "embeddings": {"image": features.detach()}, "bin": batch["bin"], "likes": batch["likes"]}
 
     def predict_targets(self, references: Tensor, reference_targets: Tensor, queries: Tensor, k: int) -> Tensor:

@@ -102,7 +102,7 @@ class SiameseTriplet(SiameseNet):
             n = len(anchors)
             rows = torch.arange(n, device=anchors.device)
             loss = self.loss(torch.cat([anchors, positives, negatives]), indices_tuple=(rows, rows + n, rows + 2 * n))
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(anchors))
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(anchors), sync_dist=True)
         self._epoch_losses.append(float(loss.detach()))
         self._last_embeddings = anchors.detach()
         return loss
@@ -110,7 +110,7 @@ class SiameseTriplet(SiameseNet):
     def _evaluation_step(self, batch: dict, stage: str) -> dict:
         embeddings = self.embed_images(batch["image"], batch.get("id"))
         loss = self.loss(embeddings, batch["bin"])  # every triplet of the batch, by like bins
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(embeddings))
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(embeddings), sync_dist=True)
         return {"loss": loss, "embeddings": {"image": self.predictor_input(embeddings, batch).detach()}, "bin": batch["bin"], "likes": batch["likes"]}
 
     def on_train_epoch_end(self) -> None:
@@ -119,9 +119,9 @@ class SiameseTriplet(SiameseNet):
         mean_loss = sum(self._epoch_losses) / len(self._epoch_losses)
         self._epoch_losses = []
         spread = embedding_spread(self._last_embeddings)
-        self.log("train/embedding_spread", spread)
+        self.log("train/embedding_spread", spread, sync_dist=True)
         collapsed = abs(mean_loss - self.hparams.margin) <= self.hparams.collapse_tolerance * self.hparams.margin and spread < 0.05
-        self.log("train/collapsed", float(collapsed))
+        self.log("train/collapsed", float(collapsed), sync_dist=True)
         if collapsed and not self._warned_collapse:
             self._warned_collapse = True
             rank_zero_warn(
