@@ -146,3 +146,16 @@ def test_a_wrong_key_or_type_anywhere_fails_before_anything_loads(compose_train,
     with pytest.raises(ConfigError, match=message):
         train(compose_train(override, "logger=wandb"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_checkpoint_of_another_experiment_is_refused_in_a_short_line(tmp_path):
+    """It named every differing key: one 3,212-character line. Now the first few and the count."""
+    from memegap.utils.run_dir import CONFIG_KEY, SHOWN_DIFFERENCES, check_checkpoint_config, model_and_data_config
+
+    memes = compose_config("train.yaml", ["experiment=memes_triplet"], tmp_path)
+    twemoji = compose_config("train.yaml", ["experiment=twemoji_gap"], tmp_path)
+    with pytest.raises(UserError) as refused:
+        check_checkpoint_config({CONFIG_KEY: model_and_data_config(memes)}, "memes.ckpt", twemoji)
+    message = str(refused.value)
+    differing = int(message.split("(")[1].split(" keys differ")[0])
+    assert differing > SHOWN_DIFFERENCES and f"and {differing - SHOWN_DIFFERENCES} more" in message and len(message) < 600, message

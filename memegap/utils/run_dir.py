@@ -124,6 +124,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+# How many differing keys a refused checkpoint's message names (a checkpoint of another experiment
+# differs in dozens: the message named them all, one 3,212-character line).
+SHOWN_DIFFERENCES = 4
+
+
 def check_checkpoint_config(checkpoint: dict[str, Any], path: str | Path, cfg: DictConfig, may_change: tuple[str, ...] = RESUME_MAY_CHANGE) -> None:
     """Refuse a checkpoint trained with other data or model settings than `cfg`, naming the keys
     (`allow_config_change=true` overrides, for a deliberate change); keys in `may_change` may differ."""
@@ -133,9 +138,10 @@ def check_checkpoint_config(checkpoint: dict[str, Any], path: str | Path, cfg: D
         return
     differences = config_differences(stored, model_and_data_config(cfg), may_change)
     if differences and not cfg.get("allow_config_change"):
+        shown = "; ".join(differences[:SHOWN_DIFFERENCES]) + (f"; and {len(differences) - SHOWN_DIFFERENCES} more" if len(differences) > SHOWN_DIFFERENCES else "")
         raise UserError(
-            f"{path} was trained with other settings than this config: {'; '.join(differences)}. "
-            "Repeat the first run's overrides, or add allow_config_change=true if the change is deliberate"
+            f"{path} was trained with other settings than this config ({len(differences)} keys differ): {shown}. "
+            "Repeat the first run's overrides (or the same experiment), or add allow_config_change=true if the change is deliberate"
         )
     if differences:
         log.warning("allow_config_change=true: running with changed settings: %s", "; ".join(differences))
