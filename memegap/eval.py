@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from memegap.config import CONFIG_DIR, check_accelerator, register_configs, validate_config
 from memegap.errors import UserError, reported_as_one_line
-from memegap.utils.run import prepare_run, resolve_ckpt_path, run_attempt, scalar_metrics
+from memegap.utils.run import prepare_run, resolve_ckpt_path, run_attempt, scalar_metrics, show_metrics
 from memegap.utils.run_dir import EVAL_MAY_CHANGE, StartRecord, check_checkpoint_config, claim_run_dir, load_checkpoint, save_metrics
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     with run_attempt(run_dir), warnings.catch_warnings():
         # the checkpoint's training callbacks (checkpointing, RNG state) are left out on purpose
         warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks used to create")
-        metrics = scalar_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)[0])
+        metrics = scalar_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0])
+        show_metrics(metrics, "test metrics")
         log.info("metrics saved to %s", save_metrics(run_dir, {"test": metrics}))
     return metrics
 

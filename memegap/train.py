@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from memegap.callbacks.config_record import ConfigInCheckpoint
 from memegap.config import CONFIG_DIR, check_accelerator, register_configs, validate_config
 from memegap.errors import UserError, reported_as_one_line
-from memegap.utils.run import log_hyperparameters, metric_value, prepare_run, resolve_ckpt_path, run_attempt, scalar_metrics
+from memegap.utils.run import log_hyperparameters, metric_value, prepare_run, resolve_ckpt_path, run_attempt, scalar_metrics, show_metrics
 from memegap.utils.run_dir import StartRecord, check_checkpoint_config, claim_run_dir, load_checkpoint, model_and_data_config, read_metrics, save_metrics
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,8 @@ def train(cfg: DictConfig) -> dict[str, dict[str, float]]:
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             if not best:
                 log.warning("no best checkpoint was saved; testing the current weights")
-            metrics["test"] = scalar_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=best or None)[0])
+            metrics["test"] = scalar_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0])
+            show_metrics(metrics["test"], "test metrics (best checkpoint)" if best else "test metrics")
         log.info("metrics saved to %s", save_metrics(run_dir, metrics))
     log.info("run dir: %s", run_dir)
     return read_metrics(run_dir)

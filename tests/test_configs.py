@@ -205,8 +205,8 @@ def test_debug_modes_keep_third_party_loggers_at_warning(tmp_path):
     assert "PIL" not in logging_cfg.loggers or logging_cfg.loggers.PIL.level == "WARNING"
 
 
-def cli(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "MEMEGAP_ROOT": str(cwd), "COLUMNS": "120"}
+def cli(module: str, args: list[str], cwd: Path, columns: int = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "MEMEGAP_ROOT": str(cwd), "COLUMNS": str(columns)}
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
 
 
@@ -230,7 +230,7 @@ NOISE = ("LOAD REPORT", "UNEXPECTED", "LeafSpec", "litlogger", "anonymous settin
 def test_a_normal_run_prints_what_a_user_can_act_on(tmp_path):
     args = ["experiment=twemoji_gap", "data.max_per_split=16", "data.image_size=32", "data.batch_size=8", "trainer.max_epochs=1",
             "callbacks.cross_modal_retrieval.pool_size=8", "trainer.log_every_n_steps=1", "logger=wandb", "run_id=quiet"]
-    result = cli("memegap.train", args, tmp_path)
+    result = cli("memegap.train", args, tmp_path, columns=80)  # a terminal of 80 columns
     assert result.returncode == 0, result.stderr[-3000:]
     console = result.stdout + result.stderr
     for noise in NOISE:
@@ -238,6 +238,8 @@ def test_a_normal_run_prints_what_a_user_can_act_on(tmp_path):
     run_dir = tmp_path / "logs" / "twemoji_gap" / "runs" / "quiet"
     assert "config: experiment=twemoji_gap" in console and f"run dir: {run_dir}" in console
     assert "_target_" in (run_dir / "config_tree.log").read_text()  # the whole tree is kept in the run dir
+    # the test metrics with their whole names (Lightning's table cut them with "…": _pool8 vs _batch8)
+    assert "test/retrieval/text_to_image_R@1_pool8" in console and "test/retrieval/text_to_image_R@1_batch8" in console and "…" not in console
 
 
 @pytest.mark.slow

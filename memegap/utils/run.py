@@ -16,6 +16,7 @@ from typing import Any
 
 import lightning as L
 import rich.syntax
+import rich.table
 import rich.tree
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
@@ -201,6 +202,17 @@ def finish_wandb(exit_code: int = 0) -> None:
 
         if wandb.run is not None:
             wandb.finish(exit_code=exit_code)
+
+
+def show_metrics(metrics: dict[str, float], title: str) -> None:
+    """Print a stage's metrics as a table with their whole names (Lightning's own table cut them with
+    "…", so that the _pool90 and _batch90 keys could not be told apart), sorted by name."""
+    table = rich.table.Table(title=title, title_justify="left", show_edge=False, box=None)
+    table.add_column("metric", overflow="fold", no_wrap=True)
+    table.add_column("value", justify="right")
+    for name in sorted(metrics):
+        table.add_row(name, f"{metrics[name]:.4f}")
+    Console(width=max(100, max(map(len, metrics), default=0) + 20)).print(table)
 
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
