@@ -76,3 +76,9 @@ def test_a_study_command_given_a_run_of_the_wrong_kind_says_what_it_needs(tmp_pa
     classifier = run_of(tmp_path / "classifier_run", "resnet_classifier", "cifar100")
     err = one_line_error(lambda: search_main(["--run", str(classifier), "--images", str(tmp_path), "a dog"]), capsys)
     assert "memegap-search needs a run of model=dual_encoder or model=clip_dora" in err and "model=resnet_classifier" in err
+
+
+def test_the_cone_script_given_another_kind_of_model_says_what_it_needs(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["cone.py", "experiment=memes_triplet"])
+    err = one_line_error(cone.main, capsys)
+    assert "cone.py measures a dual encoder (model=dual_encoder or model=clip_dora); these overrides compose memegap.models.siamese_triplet.SiameseTriplet" in err

@@ -49,7 +49,11 @@ def composed(overrides: list[str]) -> DictConfig:
             cfg = compose(config_name="train.yaml", overrides=overrides)
         except ConfigCompositionException as error:
             raise UserError(str(error).replace("\n", " ")) from error
-    for key, value in NO_ADAPTERS.get(cfg.model.get("_target_"), {}).items():
+    target = cfg.model.get("_target_")
+    if target not in NO_ADAPTERS:
+        raise UserError(f"cone.py measures a dual encoder (model=dual_encoder or model=clip_dora); these overrides compose {target} "
+                        f"(task {cfg.task_name}): choose a dual-encoder experiment, e.g. experiment=twemoji_gap")
+    for key, value in NO_ADAPTERS[target].items():
         cfg.model[key] = value
     return cfg
 
