@@ -93,3 +93,20 @@ def test_a_hub_id_offline_fails_at_once_with_a_message(monkeypatch):
             counter.join()
     with pytest.raises(UserError, match="no such directory"):
         MiniLMText(model_dir="./models/minilm")
+
+
+def test_the_offline_advice_offers_a_packaged_model_only_where_there_is_one(monkeypatch):
+    """MiniLM ships in a pip package (leave the key unset); CLIP does not (the advice to leave
+    model.name_or_path unset pointed at nothing, and null is refused)."""
+    import pytest
+
+    from memegap.errors import UserError
+    from memegap.nets.hub import local_or_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError) as text_tower:
+        local_or_hub("sentence-transformers/all-MiniLM-L12-v2", "model.text_tower.model_dir", packaged=True)
+    with pytest.raises(UserError) as clip:
+        local_or_hub("openai/clip-vit-large-patch14", "model.name_or_path")
+    assert str(text_tower.value).endswith("or leave model.text_tower.model_dir unset for the packaged model")
+    assert str(clip.value).endswith("Offline, pass a local model directory (model.name_or_path=<folder>)") and "unset" not in str(clip.value)

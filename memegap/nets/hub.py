@@ -21,8 +21,9 @@ def hub_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
 
 
-def local_or_hub(name_or_path: str, key: str) -> str:
-    """A directory to load from, or the hub id when the hub can be reached; else a UserError naming `key`."""
+def local_or_hub(name_or_path: str, key: str, packaged: bool = False) -> str:
+    """A directory to load from, or the hub id when the hub can be reached; else a UserError naming `key`
+    (and, where `packaged`, that leaving `key` unset gives the model a pip package ships)."""
     if Path(name_or_path).expanduser().is_dir():
         return str(Path(name_or_path).expanduser())
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
@@ -44,7 +45,7 @@ def local_or_hub(name_or_path: str, key: str) -> str:
     if not reachable:
         raise UserError(
             f"{key}={name_or_path}: a Hugging Face hub id, but the hub ({hub_endpoint()}) cannot be reached"
-            f"{' (HF_HUB_OFFLINE is set)' if offline else ''}. Offline, pass a local model directory, or leave "
-            f"{key} unset for the packaged model"
+            f"{' (HF_HUB_OFFLINE is set)' if offline else ''}. Offline, pass a local model directory"
+            + (f", or leave {key} unset for the packaged model" if packaged else f" ({key}=<folder>)")
         )
     return name_or_path

