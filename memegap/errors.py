@@ -35,7 +35,7 @@ def log_file_paths() -> list[str]:
 
 
 @contextmanager
-def reported_as_one_line(program: str, verbose: bool = False, verbose_hint: str = "--verbose") -> Iterator[None]:
+def reported_as_one_line(program: str, verbose: bool = False, verbose_hint: str = "--verbose", interrupted: str = "interrupted (Ctrl-C)") -> Iterator[None]:
     """Turn a UserError into one line on stderr and exit status 2 (traceback in the log file), and
     Ctrl-C into one line and exit status 130; with verbose=True both propagate with their traceback."""
     try:
@@ -43,7 +43,7 @@ def reported_as_one_line(program: str, verbose: bool = False, verbose_hint: str 
     except KeyboardInterrupt:
         if verbose:
             raise
-        print(f"{program}: interrupted (Ctrl-C)", file=sys.stderr)
+        print(f"{program}: {interrupted}", file=sys.stderr)
         raise SystemExit(130) from None
     except UserError as error:
         if verbose:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
 
@@ -116,12 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("urllib3", "PIL"):  # their DEBUG lines name every connection and PNG chunk
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        with reported_as_one_line(PROGRAM, verbose=args.verbose):
-            print(json.dumps(args.run(args), indent=2))
-    except KeyboardInterrupt:
-        print(f"{PROGRAM}: interrupted; what was done is saved: run the same command again to resume", file=sys.stderr)
-        raise SystemExit(130) from None
+    with reported_as_one_line(PROGRAM, verbose=args.verbose, interrupted="interrupted; what was done is saved: run the same command again to resume"):
+        print(json.dumps(args.run(args), indent=2))
 
 
 if __name__ == "__main__":
