@@ -34,8 +34,7 @@ LOADS_ITS_OWN_WEIGHTS = ("memegap.models.clip.ClipDualEncoder",)
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     run_dir = Path(cfg.paths.output_dir)
-    start = StartRecord(run_dir)
-    try:
+    with StartRecord(run_dir):  # a refused evaluation leaves no run dir behind
         if not cfg.get("ckpt_path") and cfg.model.get("_target_") not in LOADS_ITS_OWN_WEIGHTS:
             raise UserError("memegap-eval needs ckpt_path=<path to a .ckpt file>")
         validate_config(cfg)
@@ -44,9 +43,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir) if cfg.get("ckpt_path") else None
         if ckpt_path:
             check_checkpoint_config(load_checkpoint(ckpt_path), ckpt_path, cfg, EVAL_MAY_CHANGE)
-    except UserError:
-        start.undo()  # a refused evaluation leaves no run dir behind
-        raise
     datamodule, model, trainer = prepare_run(cfg, run_dir)
     with run_attempt(run_dir), warnings.catch_warnings():
         # the checkpoint's training callbacks (checkpointing, RNG state) are left out on purpose

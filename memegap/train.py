@@ -29,8 +29,7 @@ def train(cfg: DictConfig) -> dict[str, dict[str, float]]:
     Everything that can be checked is checked before any work: the config, the run dir (a new run
     never writes into an earlier one), the checkpoint to resume from and its config."""
     run_dir = Path(cfg.paths.output_dir)
-    start = StartRecord(run_dir)
-    try:
+    with StartRecord(run_dir) as start:  # a refused start leaves nothing behind
         validate_config(cfg)
         check_accelerator(cfg)
         earlier = claim_run_dir(run_dir, cfg.get("ckpt_path"))
@@ -43,9 +42,6 @@ def train(cfg: DictConfig) -> dict[str, dict[str, float]]:
         ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
         if ckpt_path:
             check_checkpoint_config(load_checkpoint(ckpt_path), ckpt_path, cfg)
-    except UserError:
-        start.undo()  # a refused start leaves nothing behind
-        raise
     datamodule, model, trainer = prepare_run(cfg, run_dir, [ConfigInCheckpoint(model_and_data_config(cfg))])
     metrics: dict[str, dict[str, float]] = {}
     with run_attempt(run_dir):

@@ -47,7 +47,7 @@ def test_a_new_file_gets_the_users_umask(tmp_path):
 
     for umask in (0o022, 0o027):
         previous = os.umask(umask)
-        io._UMASK = None  # read again under this test's umask
+        io._process_umask.cache_clear()  # read again under this test's umask
         try:
             target = tmp_path / f"new_{umask:o}.json"
             write_text_atomic(target, "{}")
@@ -55,5 +55,5 @@ def test_a_new_file_gets_the_users_umask(tmp_path):
             plain.write_text("{}")  # what open() gives under this umask
         finally:
             os.umask(previous)
-            io._UMASK = None
+            io._process_umask.cache_clear()
         assert stat.S_IMODE(target.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~umask

@@ -36,9 +36,8 @@ class ClassificationReport(EmbeddingCollector):
             raise TypeError(f"{type(self).__name__} needs validation_step/test_step to return 'logits' and 'label'")
         logits, labels = targets["logits"], targets["label"]
         num_classes = logits.shape[1]
-        for key, value in classification_summary(logits, labels, num_classes).items():
-            if key != "acc":
-                pl_module.log(f"{stage}/classification/{key}", value, sync_dist=True)
+        summary = classification_summary(logits, labels, num_classes)
+        self.log_scalars(pl_module, f"{stage}/classification", {key: value for key, value in summary.items() if key != "acc"})
         if not (trainer.is_global_zero and self.save_files):
             return
         names = list(getattr(trainer.datamodule, "class_names", None) or [str(k) for k in range(num_classes)])

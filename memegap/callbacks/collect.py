@@ -34,6 +34,14 @@ class EmbeddingCollector(L.Callback, ABC):
         """Handle the embeddings of a whole validation/test epoch: {modality: N×d}, and the targets
         the steps returned beside them ({"label": N, "logits": N×C}, {"image_id": N} for pairs)."""
 
+    @staticmethod
+    def log_scalars(pl_module: L.LightningModule, prefix: str, values: dict[str, float]) -> None:
+        """Log `<prefix>/<name>` for each value. The values come from embeddings gathered over every DDP
+        rank, so they are the same on each: sync_dist costs one reduction and keeps Lightning from
+        warning, once per key, that epoch-level metrics should be synced."""
+        for name, value in values.items():
+            pl_module.log(f"{prefix}/{name}", value, sync_dist=True)
+
     def _collect(self, trainer: L.Trainer, outputs) -> None:
         if trainer.sanity_checking:
             return

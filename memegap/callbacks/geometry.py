@@ -50,8 +50,7 @@ class EmbeddingGeometry(EmbeddingCollector):
         else:
             rank_zero_warn(f"{stage}: one modality without labels; geometry needs two modalities or class labels, skipped")
             return
-        for key, value in scalars.items():
-            pl_module.log(f"{stage}/geometry/{key}", value, sync_dist=True)
+        self.log_scalars(pl_module, f"{stage}/geometry", scalars)
         if not trainer.is_global_zero:
             return
         for counts in panels.values():

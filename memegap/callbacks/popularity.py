@@ -63,7 +63,7 @@ class PopularityReport(EmbeddingCollector):
         data = trainer.datamodule
         train_set, target = data.datasets["train"], data.hparams.target
         if "lda_coherence" in getattr(data, "text_report", {}):  # to choose data.lda_topics
-            pl_module.log("data/lda_coherence", data.text_report["lda_coherence"], sync_dist=True)
+            self.log_scalars(pl_module, "data", {"lda_coherence": data.text_report["lda_coherence"]})
         metric = "cosine" if pl_module.hparams.get("distance") == "cosine" else "l2"
         train_embeddings = self._training_embeddings(trainer, pl_module)
         index = KnnIndex(train_embeddings, metric=metric)
@@ -75,16 +75,12 @@ class PopularityReport(EmbeddingCollector):
         predicted = from_target(predicted_targets.double().numpy(), target)
         true = targets["likes"].double().numpy()
         if stage == "val":
-            for name, measure in OVERALL.items():
-                pl_module.log(f"val/popularity/{name}", measure(predicted, true), sync_dist=True)
+            self.log_scalars(pl_module, "val/popularity", {name: measure(predicted, true) for name, measure in OVERALL.items()})
             return
         overall = overall_metrics(predicted, true, self.resamples)
         bins = per_bin_metrics(predicted, true, data.bin_edges)
-        for name, value in overall.items():
-            pl_module.log(f"test/popularity/{name}", value, sync_dist=True)
-        for row in bins:
-            pl_module.log(f"test/popularity/rmse_bin{row['bin']}", row["rmse"], sync_dist=True)
-            pl_module.log(f"test/popularity/precision_bin{row['bin']}", row["precision"], sync_dist=True)
+        self.log_scalars(pl_module, "test/popularity", overall)
+        self.log_scalars(pl_module, "test/popularity", {f"{measure}_bin{row['bin']}": row[measure] for row in bins for measure in ("rmse", "precision")})
         if not trainer.is_global_zero:
             return
         folder = Path(trainer.default_root_dir) / "popularity"

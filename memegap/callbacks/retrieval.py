@@ -49,8 +49,7 @@ class CrossModalRetrieval(EmbeddingCollector):
         self._warned: set[str] = set()
 
     def on_embeddings(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, embeddings: dict[str, Tensor], targets: dict[str, Tensor]) -> None:
-        for key, value in self.measure(stage, embeddings["image"], embeddings["text"], targets.get("image_id")).items():
-            pl_module.log(f"{stage}/retrieval/{key}", value, sync_dist=True)
+        self.log_scalars(pl_module, f"{stage}/retrieval", self.measure(stage, embeddings["image"], embeddings["text"], targets.get("image_id")))
 
     def measure(self, stage: str, image: Tensor, text: Tensor, image_ids: Tensor | None) -> dict[str, float]:
         """The logged metrics (without the `<stage>/retrieval/` prefix) of one split's embeddings."""
@@ -84,8 +83,7 @@ class CrossModalRetrieval(EmbeddingCollector):
     def _measure_train_subset(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.train_subset > 0 and not trainer.sanity_checking:
             image, text, image_ids = self._embed_train_subset(trainer, pl_module)
-            for key, value in self.measure("train", image, text, image_ids).items():
-                pl_module.log(f"train/retrieval/{key}", value, sync_dist=True)
+            self.log_scalars(pl_module, "train/retrieval", self.measure("train", image, text, image_ids))
 
     def _embed_train_subset(self, trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[Tensor, Tensor, Tensor]:
         """Embeddings of the fixed training subset, as the validation steps compute them (eval mode, no grad)."""

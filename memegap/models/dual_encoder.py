@@ -7,7 +7,7 @@ temperature (a learnable logit scale, clamped to [0, log max_logit_scale] as in 
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from functools import partial
 
 from lightning.pytorch.utilities import rank_zero_warn
@@ -26,7 +26,7 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-class ContrastiveDualEncoder(StagedModule, ABC):
+class ContrastiveDualEncoder(StagedModule):
     """What every dual encoder shares: the contrastive steps and their logs, the gradient-accumulation
     warning, the adapter-gradient check, the temperature clamp, checkpoints without the frozen pretrained
     weights, and AdamW-style optimisation with warm-up and cosine decay.

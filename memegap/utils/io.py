@@ -3,6 +3,7 @@ keeps the mode of the file it replaces; a new file gets the user's umask, like a
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import tempfile
@@ -16,16 +17,12 @@ def _temporary_affixes(target: Path) -> tuple[str, str]:
     return f".{target.name}.", target.suffix or ".tmp"
 
 
+@functools.cache
 def _process_umask() -> int:
     """The process's umask (read once: setting it to read it is not safe while other threads create files)."""
-    global _UMASK
-    if _UMASK is None:
-        _UMASK = os.umask(0o022)
-        os.umask(_UMASK)
-    return _UMASK
-
-
-_UMASK: int | None = None
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _final_mode(target: Path) -> int:

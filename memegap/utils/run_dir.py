@@ -156,7 +156,10 @@ class StartRecord:
     dir itself (a new one: `.hydra/` and the log file), or in an earlier run's dir the config of this
     attempt (`.hydra/attempt-<time>`) and the log file's new lines. `undo()` takes it all back, so that
     a refused start (a wrong value, a resume of a finished run) changes nothing. Outside Hydra's own
-    run dir (in-process calls, tests) there is nothing to undo."""
+    run dir (in-process calls, tests) there is nothing to undo.
+
+    Used around a command's start-up checks: `with StartRecord(run_dir) as start: ...` undoes on a
+    UserError (and lets it through); call `start.undo()` for a start that has nothing to do."""
 
     def __init__(self, run_dir: Path) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -166,6 +169,13 @@ class StartRecord:
         self.active = bool(hydra_dir) and Path(hydra_dir).resolve() == self.run_dir.resolve()
         self.log_sizes = {path: path.stat().st_size for path in self._log_files() if path.exists()} if self.active else {}
         self.new_dir = self.active and not holds_a_run(self.run_dir) and not (self.run_dir / STATE_FILE).exists() and not any((self.run_dir / ".hydra").glob("attempt-*"))
+
+    def __enter__(self) -> StartRecord:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if isinstance(error, UserError):
+            self.undo()  # a refused start leaves nothing behind
 
     def _log_files(self) -> list[Path]:
         return [Path(h.baseFilename) for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler) and self.run_dir.resolve() in Path(h.baseFilename).resolve().parents]
