@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from memegap.index.knn import KnnIndex
+from memegap.index.knn import KnnIndex, default_backend
 
 
 def vectors(kind: str, n: int, q: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,7 +44,7 @@ def recall(found: torch.Tensor, exact: torch.Tensor) -> float:
 def run(kind: str, args: argparse.Namespace) -> dict:
     reference, queries = vectors(kind, args.n, args.queries, args.dim)
     (_, exact), torch_seconds = timed(lambda: KnnIndex(reference, backend="torch").search(queries, args.k, block_size=1024))
-    flat, flat_build = timed(lambda: KnnIndex(reference))
+    flat, flat_build = timed(lambda: KnnIndex(reference, backend="faiss"))
     (_, flat_found), flat_seconds = timed(lambda: flat.search(queries, args.k))
     ivf, ivf_build = timed(lambda: KnnIndex(reference, kind="ivf", nlist=args.nlist))
     result = {
@@ -77,6 +77,7 @@ def main() -> None:
     print(json.dumps({
         "n": args.n, "queries": args.queries, "dim": args.dim, "k": args.k, "nlist": args.nlist,
         "cpu_threads": torch.get_num_threads(), "faiss_threads": faiss.omp_get_max_threads(),
+        "default_backend": {kind: default_backend(kind) for kind in ("flat", "ivf")},  # what KnnIndex(backend="auto") uses
         "results": {kind: run(kind, args) for kind in ("clustered", "uniform")},
     }, indent=2))
 

@@ -16,11 +16,10 @@ from functools import partial
 
 import lightning as L
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from omegaconf import OmegaConf
-
-from memegap.config import DualEncoderConfig
+from memegap.config import CONFIG_DIR, register_configs
 from memegap.data.twemoji import TwemojiDataModule
 from memegap.models.dual_encoder import warmup_cosine
 
@@ -28,7 +27,10 @@ from memegap.models.dual_encoder import warmup_cosine
 def make_model_and_data(steps: int, batch_size: int, image_size: int = 32):
     """The default dual encoder and a Twemoji datamodule with exactly `steps` training batches."""
     L.seed_everything(0, verbose=False)
-    model = instantiate(OmegaConf.structured(DualEncoderConfig), _convert_="all")
+    register_configs()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        model_config = compose("train.yaml", overrides=["model=dual_encoder"]).model  # conf/model/dual_encoder.yaml
+    model = instantiate(model_config, _convert_="all")
     datamodule = TwemojiDataModule(image_size=image_size, batch_size=batch_size, max_per_split=steps * batch_size)
     datamodule.setup()
     return model, datamodule

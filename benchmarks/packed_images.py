@@ -6,7 +6,9 @@
 - transform_only: the shared transform on batches already in memory, the ceiling for any loader.
 
 All three go through a DataLoader (batch 90, no worker processes: 2 cores) and end in the same
-transform, uint8 → float in [0, 1], N×3×S×S. Images: the 1,054 ARASAAC PNGs of
+delivery, measured both ways in one run: "uint8" (N×3×S×S uint8, what the data modules deliver; the
+model converts on its device) and "float" (uint8 → float in [0, 1] on the CPU, what they delivered
+before). Images: the 1,054 ARASAAC PNGs of
 ../shared/data/pictograms_jocomunico when present, else the Twemoji PNGs. Each side is timed over
 `--epochs` full passes after one untimed warm-up pass; the store's one-off build time is reported.
 
@@ -39,10 +41,12 @@ def image_files() -> tuple[str, list[tuple[str, Path]]]:
     return "twemoji", [(p.stem, p) for p in sorted(twemoji_png_dir().glob("*.png"))]
 
 
-def to_model(batch: torch.Tensor) -> torch.Tensor:
-    """The transform every side ends with: uint8 N×S×S×3 -> float N×3×S×S in [0, 1], in channels-last
-    memory (a view after one contiguous conversion, which convolutions take as it is)."""
-    return batch.float().div_(255.0).permute(0, 3, 1, 2)
+DELIVERIES = {
+    # uint8 N×S×S×3 -> uint8 N×3×S×S (a view, channels-last memory, which convolutions take as it is)
+    "uint8": lambda batch: batch.permute(0, 3, 1, 2),
+    # the same -> float N×3×S×S in [0, 1] on the CPU
+    "float": lambda batch: batch.float().div_(255.0).permute(0, 3, 1, 2),
+}
 
 
 class PerFile(Dataset):
@@ -67,7 +71,8 @@ class MemmapImages(Dataset):
         return torch.from_numpy(np.array(self.array[index]))
 
 
-def images_per_second(batches, count: int, epochs: int) -> float:
+def images_per_second(batches, count: int, epochs: int, delivery: str = "uint8") -> float:
+    to_model = DELIVERIES[delivery]
     for _ in batches():  # warm-up pass: page cache, lazy opens
         pass
     started = time.perf_counter()
@@ -98,19 +103,21 @@ def measure(files: list[tuple[str, Path]], size: int, epochs: int, work: Path) -
         return (batch["image"] for batch in loader)
 
     in_memory = [torch.from_numpy(np.array(memmap[start : start + BATCH])) for start in range(0, len(files), BATCH)]
-    rates = {
-        "transform_only": images_per_second(lambda: iter(in_memory), len(files), epochs),
-        "store": images_per_second(store_batches, len(files), epochs),
-        "memmap": images_per_second(lambda: DataLoader(MemmapImages(memmap), batch_size=BATCH), len(files), epochs),
-        "per_file": images_per_second(lambda: DataLoader(PerFile(files, size), batch_size=BATCH), len(files), 1),
-    }
+    rates = {delivery: {
+        "transform_only": images_per_second(lambda: iter(in_memory), len(files), epochs, delivery),
+        "store": images_per_second(store_batches, len(files), epochs, delivery),
+        "memmap": images_per_second(lambda: DataLoader(MemmapImages(memmap), batch_size=BATCH), len(files), epochs, delivery),
+    } for delivery in DELIVERIES}
+    per_file = images_per_second(lambda: DataLoader(PerFile(files, size), batch_size=BATCH), len(files), 1)
     return {
         "image_size": size,
         "images": len(files),
         "store_build_seconds": round(build_seconds, 2),
-        "images_per_second": {name: round(rate, 1) for name, rate in rates.items()},
-        "store_over_per_file": round(rates["store"] / rates["per_file"], 2),
-        "store_over_memmap": round(rates["store"] / rates["memmap"], 3),
+        "per_file_images_per_second": round(per_file, 1),
+        "images_per_second": {delivery: {name: round(rate, 1) for name, rate in sides.items()} for delivery, sides in rates.items()},
+        "store_over_per_file": {delivery: round(sides["store"] / per_file, 2) for delivery, sides in rates.items()},
+        "store_over_memmap": {delivery: round(sides["store"] / sides["memmap"], 3) for delivery, sides in rates.items()},
+        "uint8_over_float_store": round(rates["uint8"]["store"] / rates["float"]["store"], 2),
     }
 
 

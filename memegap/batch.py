@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import torch
+from torch import Tensor
+
 from memegap.errors import UserError
 
 # key -> what it holds (dtype and shape). The one place these meanings are written.
 SCHEMA: dict[str, str] = {
-    "image": "float32 N×3×S×S in [0, 1] (the data modules' output today; the model normalises it)",
+    "image": "uint8 N×3×S×S, 0–255, as the data modules deliver it (float32 in [0, 1] after a float augmentation); the model converts it once, on its device (float_images), and normalises it",
     "image_id": "int64 N: which image the row shows, unique within a split; several captions of one image share it",
     "text": "list[str] of N: the row's text (a caption, a prompt, a meme's title)",
     "id": "list[str] of N: the row's own id (pair, meme, post), as in the source table",
@@ -31,6 +34,13 @@ SCHEMA: dict[str, str] = {
 # Pair and triplet batches repeat some keys for a second or third row under a prefix:
 # positive_image, negative_image, other_image, other_target, other_id, other_text_features ...
 PREFIXES = ("positive_", "negative_", "other_")
+
+
+def float_images(images: Tensor) -> Tensor:
+    """uint8 N×3×S×S (0–255) -> float32 in [0, 1] on the same device; float images pass unchanged. The one
+    place the conversion is written: batches carry uint8 (a quarter of the bytes to the device) and the
+    models convert at their input."""
+    return images.float().div_(255.0) if images.dtype == torch.uint8 else images
 
 
 def described(key: str) -> str:

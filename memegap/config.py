@@ -1,24 +1,28 @@
-"""Structured-config schemas for the groups users edit most (data, model), the trainer check, and
-the resolvers the config tree uses.
+"""The schemas of the data and model groups, the start-up check of a composed config, and the
+resolvers the config tree uses.
 
-Each YAML of conf/data and conf/model starts its defaults list with one of these schemas, so a
-misspelt key (`data.batchsize=8`) or a wrong type (`data.batch_size=abc`) fails at start-up with the
-key's full name, before anything is loaded. The `trainer` group is checked against the signature of
-`lightning.Trainer` (names and types). `register_configs()` must run before Hydra composes.
+The class signature is the one home of every default. Each YAML of conf/data and conf/model starts its
+defaults list with `<option>_schema`, a structured config that `register_configs()` makes from the
+signature of the class the YAML's `_target_` names (and of the `_target_` nodes nested in it): every
+argument is a key, with the signature's default, so `model.lock_image_tower=true` can be set from the
+command line although the YAML does not state it, and a misspelt key (`data.batchsize=8`) fails at
+compose naming it. Every node with a `_target_` (data, model and the nodes nested in them, the trainer,
+each callback and logger) is then checked against the signature of the class it builds, names and
+types, before anything is loaded. `register_configs()` must run before Hydra composes.
 """
 
 from __future__ import annotations
 
 import inspect
 import sys
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from dataclasses import field, make_dataclass
+from typing import Any
 
+import yaml
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from memegap.errors import UserError
 
@@ -26,276 +30,8 @@ from memegap.errors import UserError
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
-@dataclass
-class PairedDataConfig:
-    """The keys every image–text pairs source has (memegap.data.pairs.PairedDataModule)."""
-
-    language: str = "en"
-    image_size: int = 64
-    batch_size: int = 90
-    eval_batch_size: int = 256
-    num_workers: int = 0
-    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
-    max_per_split: Optional[int] = None
-    seed: int = 0
-    store_dir: str = "data/store"
-
-
-@dataclass
-class TwemojiDataConfig(PairedDataConfig):
-    _target_: str = "memegap.data.twemoji.TwemojiDataModule"
-    split_by: str = "base"
-    group_variants: bool = True
-
-
-@dataclass
-class ArasaacDataConfig(PairedDataConfig):
-    _target_: str = "memegap.data.arasaac.ArasaacDataModule"
-    root: str = "data/arasaac"
-    image_size: int = 224
-    exclude_sex: bool = False
-    exclude_violence: bool = False
-
-
-@dataclass
-class CocoCaptionsDataConfig(PairedDataConfig):
-    _target_: str = "memegap.data.coco_captions.CocoCaptionsDataModule"
-    root: str = "data/coco"
-    captions_file: str = "captions.json"
-    image_dir: str = ""
-    prompt: str = ""
-    image_size: int = 224
-
-
-@dataclass
-class Cifar100DataConfig:
-    _target_: str = "memegap.data.cifar100.Cifar100DataModule"
-    root: str = "data/cifar100"
-    label: str = "fine"
-    download: bool = True
-    val_fraction: float = 0.1
-    standardize: bool = True
-    augment: bool = True
-    random_crop: bool = False
-    batch_size: int = 128
-    eval_batch_size: int = 512
-    num_workers: int = 0
-    max_per_split: Optional[int] = None
-    balance: str = "none"
-    seed: int = 0
-
-
-@dataclass
-class StoredImagesDataConfig:
-    """The keys every source read from a user's table of images has (image sentiment, memes, posts)."""
-
-    image_size: int = 128
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    num_workers: int = 0
-    max_per_split: Optional[int] = None
-    seed: int = 0
-    store_dir: str = "data/store"
-
-
-@dataclass
-class TableDataConfig(StoredImagesDataConfig):
-    """A table source with a seeded split and a choice for bad rows (image sentiment, memes)."""
-
-    split_seed: int = 0
-    bad_rows: str = "error"
-
-
-@dataclass
-class ImageSentimentDataConfig(TableDataConfig):
-    _target_: str = "memegap.data.image_sentiment.ImageSentimentDataModule"
-    table: str = "data/image_sentiment/image-sentiment-polarity.csv"
-    image_size: int = 224
-    min_confidence: float = 0.0
-    confidence_weight: bool = False
-    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.15, 0.05])
-    balance: str = "weights"
-    augment: bool = True
-
-
-@dataclass
-class MemesDataConfig(TableDataConfig):
-    _target_: str = "memegap.data.memes.MemesDataModule"
-    table: str = "data/memes/memes.parquet"
-    min_likes: int = 0
-    split: str = "random"
-    split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
-    phash_distance: int = 6
-    bins: str = "quantile"
-    n_bins: int = 4
-    target: str = "log1p"
-    sampling: str = "triplet"
-    text_features: list[str] = field(default_factory=list)
-    lda_topics: int = 10
-    afinn_lexicon: Optional[str] = None
-
-
-@dataclass
-class PostsDataConfig(StoredImagesDataConfig):
-    _target_: str = "memegap.data.posts.PostsDataModule"
-    table: str = "data/posts/coco_posts.csv"
-    categories: list[str] = field(default_factory=lambda: ["outdoor", "animals", "food", "sport", "fashion"])
-    other: bool = True
-    tag_map: Optional[dict[str, Optional[str]]] = None
-    unknown_tags: str = "error"
-    image_size: int = 224
-    split_fractions: list[float] = field(default_factory=lambda: [0.5, 0.25, 0.25])
-    balance: str = "weights"
-    augment: bool = True
-
-
-@dataclass
-class EfficientNetLite0Config:
-    _target_: str = "memegap.nets.towers.EfficientNetLite0"
-    pretrained: bool = True
-    freeze_batchnorm: bool = True
-    pool_stages: bool = False
-    keep_head: bool = False
-
-
-@dataclass
-class MiniLMTextConfig:
-    _target_: str = "memegap.nets.towers.MiniLMText"
-    model_dir: Optional[str] = None
-    max_length: int = 32
-    with_pooler: bool = False
-
-
-@dataclass
-class ContrastiveLossConfig:
-    _target_: str = "memegap.losses.contrastive.ContrastiveLoss"
-    weights: dict[str, float] = field(default_factory=dict)  # set by conf/model/loss/<setting>.yaml
-    alpha: float = 1.0
-    beta: float = 1.0
-    lambda_inter: float = 0.25
-    lambda_intra: float = 0.25
-    reduction: str = "mean"
-    variance_off_diagonal: str = "pooled"
-
-
-@dataclass
-class AdamWConfig:
-    _target_: str = "torch.optim.AdamW"
-    _partial_: bool = True
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-
-
-@dataclass
-class DualEncoderConfig:
-    _target_: str = "memegap.models.dual_encoder.DualEncoder"
-    image_tower: EfficientNetLite0Config = field(default_factory=EfficientNetLite0Config)
-    text_tower: MiniLMTextConfig = field(default_factory=MiniLMTextConfig)
-    loss: ContrastiveLossConfig = field(default_factory=ContrastiveLossConfig)
-    optimizer: AdamWConfig = field(default_factory=AdamWConfig)
-    embed_dim: int = 256
-    dora_rank: int = 8
-    dora_alpha: float = 16.0
-    dora_dropout: float = 0.0
-    image_adapter_targets: Optional[str] = None
-    text_adapter_targets: Optional[str] = None
-    lock_image_tower: bool = False
-    lock_text_tower: bool = False
-    init_temperature: float = 0.07
-    max_logit_scale: float = 100.0
-    warmup_steps: int = 10
-    check_adapter_gradients: bool = True
-
-
-@dataclass
-class ClipDoraConfig:
-    _target_: str = "memegap.models.clip.ClipDualEncoder"
-    loss: ContrastiveLossConfig = field(default_factory=ContrastiveLossConfig)
-    optimizer: AdamWConfig = field(default_factory=AdamWConfig)
-    name_or_path: str = "openai/clip-vit-base-patch32"
-    adapter_path: Optional[str] = None
-    finetune: str = "dora"
-    rank: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.0
-    targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"])
-    last_n: int = 2
-    lock_image_tower: bool = False
-    lock_text_tower: bool = False
-    train_projections: bool = True
-    train_logit_scale: bool = False
-    gradient_checkpointing: bool = False
-    max_logit_scale: float = 100.0
-    warmup_steps: int = 10
-    check_adapter_gradients: bool = True
-    save_weights: bool = True
-
-
-@dataclass
-class ImageClassifierConfig:
-    _target_: str = "memegap.models.classifier.ImageClassifier"
-    backbone: Any = None  # a node with _target_ (memegap.nets.backbones), checked against that class
-    optimizer: Any = None  # a partial optimizer (_partial_: true), e.g. torch.optim.Adam
-    scheduler: Any = None  # a partial LR scheduler, or null
-    num_classes: Optional[int] = None
-    freeze: str = "none"
-    train_last_n: int = 1
-    dropout: float = 0.0
-    label_smoothing: float = 0.0
-
-
-@dataclass
-class SiameseTripletConfig:
-    _target_: str = "memegap.models.siamese_triplet.SiameseTriplet"
-    backbone: Any = None  # a node with _target_ and keep_head: true, checked against that class
-    optimizer: Any = None
-    trains: str = "fc"
-    train_last_n: int = 1
-    embedding: str = "head"
-    distance: str = "euclidean"
-    margin: Optional[float] = None
-    mining: str = "offline"
-    cache_features: bool = True
-    collapse_tolerance: float = 0.02
-    fusion: bool = False
-
-
-@dataclass
-class SiameseRegressionConfig:
-    _target_: str = "memegap.models.siamese_regression.SiameseRegression"
-    backbone: Any = None  # a node with _target_, checked against that class
-    optimizer: Any = None
-    trains: str = "fc"
-    train_last_n: int = 1
-    prediction: str = "neighbours"
-    cache_features: bool = True
-    fusion: bool = False
-
-
-SCHEMAS = {
-    "data": {
-        "twemoji_schema": TwemojiDataConfig,
-        "arasaac_schema": ArasaacDataConfig,
-        "coco_captions_schema": CocoCaptionsDataConfig,
-        "cifar100_schema": Cifar100DataConfig,
-        "image_sentiment_schema": ImageSentimentDataConfig,
-        "memes_schema": MemesDataConfig,
-        "posts_schema": PostsDataConfig,
-    },
-    "model": {
-        "dual_encoder_schema": DualEncoderConfig,
-        "clip_dora_schema": ClipDoraConfig,
-        "image_classifier_schema": ImageClassifierConfig,
-        "siamese_triplet_schema": SiameseTripletConfig,
-        "siamese_regression_schema": SiameseRegressionConfig,
-    },
-}
-SCHEMA_OF_TARGET = {schema._target_: schema for schemas in SCHEMAS.values() for schema in schemas.values()}
-
-
 class ConfigError(UserError):
-    """A config group holds a key its schema does not know, or a value of the wrong type."""
+    """A config node holds a key its class does not take, a value of the wrong type, or one out of range."""
 
 
 # Top-level keys of train.yaml / eval.yaml and their types.
@@ -353,9 +89,9 @@ def check_accelerator(cfg: DictConfig) -> None:
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Check the data and model groups against their schema (by `_target_`), keys added with `+`
-    included; the trainer, and every callback and logger, against the arguments of the class they
-    build; the top-level keys' types; and the counts and sizes against their ranges (RANGES)."""
+    """Check the top-level keys' types; the trainer, every callback and logger, and the data and model
+    groups (with every `_target_` node nested in them, keys added with `+` included) against the
+    arguments of the class they build; and the counts and sizes against their ranges (RANGES)."""
     for key, expected in TOP_LEVEL_TYPES.items():
         value = cfg.get(key)
         if value is not None and type(value) is not expected:
@@ -365,20 +101,29 @@ def validate_config(cfg: DictConfig) -> None:
         for name, entry in (cfg.get(group) or {}).items():
             if isinstance(entry, DictConfig) and "_target_" in entry:
                 validate_arguments(entry, f"{group}.{name}")
-    for group in SCHEMAS:
+    for group in ("data", "model"):
         node = cfg.get(group)
-        schema = SCHEMA_OF_TARGET.get(node.get("_target_")) if node is not None else None
-        if schema is None:
-            continue
-        try:
-            # a plain container: merging the typed node itself would skip the key check
-            OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.to_container(node, resolve=True))
-        except OmegaConfBaseException as error:
-            raise ConfigError(f"config group '{group}' ({schema.__name__}): {error}") from None
-        for name, child in node.items():  # nodes the schema leaves open (Any): checked against their class
-            if schema.__dataclass_fields__[name].type in (Any, "Any") and isinstance(child, DictConfig) and "_target_" in child:
-                validate_arguments(child, f"{group}.{name}")
+        if isinstance(node, DictConfig) and "_target_" in node:
+            validate_tree(node, group)
     check_ranges(cfg)
+
+
+def validate_tree(node: DictConfig, key: str) -> None:
+    """validate_arguments on `node` and on every `_target_` node below it (a model's towers, loss,
+    optimizer, backbone; the loss's terms, a mapping of them), each named by its full key
+    (`model.image_tower.pretrained`, `model.loss.terms.cyclip.weight`)."""
+    if "_target_" in node:
+        validate_arguments(node, key)
+    for name, child in node.items():
+        if isinstance(child, DictConfig) and builds_objects(child):
+            validate_tree(child, f"{key}.{name}")
+
+
+def builds_objects(node: Any) -> bool:
+    """Whether a config value is a `_target_` node or a mapping of them (Hydra builds what it holds)."""
+    if not isinstance(node, (dict, DictConfig)):
+        return False
+    return "_target_" in node or (len(node) > 0 and all(isinstance(child, (dict, DictConfig)) and "_target_" in child for child in node.values()))
 
 
 def validate_arguments(node: DictConfig | None, key: str, skip: tuple[str, ...] = ()) -> None:
@@ -400,7 +145,7 @@ def validate_arguments(node: DictConfig | None, key: str, skip: tuple[str, ...] 
             continue
         if name not in parameters and not accepts_any:
             raise ConfigError(f"{key}.{name}: not an argument of {target}")
-        if name not in types or (isinstance(value, dict) and "_target_" in value):
+        if name not in types or builds_objects(value):
             continue
         try:
             TypeAdapter(types[name], config=ConfigDict(arbitrary_types_allowed=True)).validate_python(value)
@@ -433,7 +178,8 @@ def names_its_arguments(klass: type) -> bool:
 
 
 def type_name(annotation: Any) -> str:
-    return str(annotation).replace("typing.", "")
+    """`int` for a plain class, `int | None` / `tuple[float, float, float]` for the rest."""
+    return annotation.__name__ if isinstance(annotation, type) and not getattr(annotation, "__args__", None) else str(annotation).replace("typing.", "")
 
 
 def config_subdir(run_dir: str) -> str:
@@ -458,11 +204,40 @@ def group_choices() -> str:
     return "\n".join(lines)
 
 
+SCHEMA_GROUPS = ("data", "model")  # the groups whose options start from a schema made from their class
+
+
+def schema_of(node: dict, name: str) -> type:
+    """A dataclass with one field per argument of the class node["_target_"] names, defaulting to the
+    signature's default (MISSING for an argument without one), every field typed Any (the types are
+    checked against the signature at start-up), plus the node's own `_target_`/`_partial_` keys; a
+    nested `_target_` node of the YAML naming one of our classes gets a schema of its own (a third-party
+    one, such as a torch optimizer, is left as the YAML gives it)."""
+    from hydra.utils import get_class
+
+    cls = next(klass for klass in get_class(node["_target_"]).__mro__ if names_its_arguments(klass))
+    fields = [(key, Any, field(default=value)) for key, value in node.items() if key.startswith("_")]
+    for argument, parameter in list(inspect.signature(cls.__init__).parameters.items())[1:]:
+        if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD) or argument in node and argument.startswith("_"):
+            continue
+        child = node.get(argument)
+        if isinstance(child, dict) and str(child.get("_target_", "")).startswith("memegap."):  # ours; torch's keep their own
+            nested = schema_of(child, f"{name}_{argument}")
+            fields.append((argument, nested, field(default_factory=nested)))
+            continue
+        default = MISSING if parameter.default is inspect.Parameter.empty else parameter.default
+        default = list(default) if isinstance(default, tuple) else default
+        fields.append((argument, Any, field(default_factory=lambda value=default: value) if isinstance(default, (list, dict)) else field(default=default)))
+    return make_dataclass(name, fields)
+
+
 def register_configs() -> None:
     if not OmegaConf.has_resolver("memegap_config_subdir"):
         OmegaConf.register_new_resolver("memegap_config_subdir", config_subdir, use_cache=True)
         OmegaConf.register_new_resolver("memegap_group_choices", group_choices)
     store = ConfigStore.instance()
-    for group, schemas in SCHEMAS.items():
-        for name, node in schemas.items():
-            store.store(group=group, name=name, node=node)
+    for group in SCHEMA_GROUPS:
+        for path in sorted((Path(CONFIG_DIR) / group).glob("*.yaml")):
+            node = yaml.safe_load(path.read_text()) or {}
+            if "_target_" in node:
+                store.store(group=group, name=f"{path.stem}_schema", node=schema_of(node, f"{path.stem}_schema"))

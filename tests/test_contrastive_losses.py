@@ -9,7 +9,12 @@ import torch
 
 from memegap.errors import UserError
 from memegap.losses.contrastive import (
+    Antipodal,
     ContrastiveLoss,
+    CrossEntropy,
+    CyCLIP,
+    OrthoIntra,
+    Variance,
     antipodal_loss,
     clip_loss,
     cyclip_loss,
@@ -77,7 +82,7 @@ def test_gradients_match_finite_differences(term):
 def test_the_module_sums_the_weighted_terms_and_returns_each():
     torch.manual_seed(2)
     x, y, scale = torch.randn(8, 5), torch.randn(8, 5), torch.tensor(math.log(20.0))
-    loss = ContrastiveLoss({"ce": 1.0, "cyclip": 0.5, "variance": 2.0, "antipodal": 0.0}, beta=0.3, lambda_inter=0.25, lambda_intra=0.25)
+    loss = ContrastiveLoss({"ce": CrossEntropy(), "cyclip": CyCLIP(0.5), "variance": Variance(2.0, beta=0.3), "antipodal": Antipodal(0.0)})
     out = loss(x, y, scale)
     assert set(out) == {"loss", "ce", "cyclip", "variance"}  # a zero weight is not computed
     torch.testing.assert_close(out["ce"], clip_loss(x, y, scale))
@@ -86,13 +91,22 @@ def test_the_module_sums_the_weighted_terms_and_returns_each():
     torch.testing.assert_close(out["loss"], out["ce"] + 0.5 * out["cyclip"] + 2.0 * out["variance"])
 
 
-def test_unknown_terms_and_settings_are_named():
-    with pytest.raises(UserError, match=r"unknown term\(s\) \['orthogonal'\]"):
-        ContrastiveLoss({"ce": 1.0, "orthogonal": 1.0})
+def test_each_term_has_its_own_settings():
+    """Two orthogonal terms with two α (one shared α was all the old module allowed)."""
+    torch.manual_seed(3)
+    x, y, scale = torch.randn(6, 4), torch.randn(6, 4), torch.tensor(0.0)
+    out = ContrastiveLoss({"ortho_intra": OrthoIntra(alpha=0.5, reduction="sum"), "antipodal": Antipodal(alpha=2.0)})(x, y, scale)
+    torch.testing.assert_close(out["ortho_intra"], ortho_intra_loss(x, y, 0.5, "sum"))
+    torch.testing.assert_close(out["antipodal"], antipodal_loss(x, y, 2.0, "mean"))
+
+
+def test_bad_term_settings_are_named():
     with pytest.raises(UserError, match="no term has a non-zero weight"):
-        ContrastiveLoss({"ce": 0.0})
+        ContrastiveLoss({"ce": CrossEntropy(0.0)})
     with pytest.raises(UserError, match="reduction"):
-        ContrastiveLoss({"ce": 1.0}, reduction="average")
+        OrthoIntra(reduction="average")
+    with pytest.raises(UserError, match="off_diagonal"):
+        Variance(off_diagonal="columns")
 
 
 def test_a_run_logs_each_term_and_warns_about_gradient_accumulation(compose_train):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from memegap.data.image_store import COMPLETE, ImageStore, decode_rgb
+from memegap.data.image_store import COMPLETE, ChunkReader, ImageStore, _LitdataReader, decode_rgb
 from memegap.testing.faulty_images import good_png
 
 
@@ -39,10 +40,36 @@ def test_bad_files_are_skipped_counted_and_recorded_with_their_reason(tmp_path):
     assert [row["status"] for row in rows] == ["ok", "ok", "skipped", "skipped", "skipped", "skipped", "ok"]
     assert store.skipped == 4 and all(row["reason"] for row in rows if row["status"] == "skipped")
     assert "FileNotFoundError" in rows[5]["reason"]
-    images = store.load(["good0", "good2"])
+    images = store.view(["good0", "good2"])[:]
     assert images.shape == (2, 3, 16, 16) and images.dtype == torch.uint8
     expected = np.stack([decode_rgb(files[0][1], 16), decode_rgb(files[2][1], 16)])
     assert torch.equal(images, torch.from_numpy(expected).permute(0, 3, 1, 2))
+
+
+def test_a_view_reads_the_rows_it_is_asked_for_and_pickles_without_its_reader(tmp_path):
+    files = image_folder(tmp_path / "images", good=5)
+    store = ImageStore(tmp_path / "store", "v", 8).ensure(files)
+    expected = torch.from_numpy(np.stack([decode_rgb(path, 8) for _, path in files])).permute(0, 3, 1, 2)
+    view = store.view(["good4", "good1", "good3"])
+    assert len(view) == 3 and torch.equal(view[0], expected[4]) and torch.equal(view[np.int64(2)], expected[3])
+    assert torch.equal(view[1:], expected[[1, 3]]) and torch.equal(view[[2, 0]], expected[[3, 4]])
+    assert torch.equal(torch.stack(list(view)), expected[[4, 1, 3]])
+    subset = view.subset([2, 1])
+    assert torch.equal(subset[:], expected[[3, 1]])
+    assert view._reader is not None and pickle.loads(pickle.dumps(view))._reader is None  # each loader worker opens its own
+    assert torch.equal(pickle.loads(pickle.dumps(view))[0], expected[4])
+
+
+def test_the_chunk_reader_reads_what_litdata_reads(tmp_path):
+    """Our direct reader of the chunk files (os.pread, memory flat in N) against litdata's own, on a store
+    of several chunks with a skipped file among them."""
+    files = image_folder(tmp_path / "images", good=40) + [("missing", tmp_path / "images" / "gone.png")]
+    store = ImageStore(tmp_path / "store", "c", 24, chunk_bytes="20KB").ensure(files)  # 1,728 bytes an image: several chunks
+    reader, litdata_reader = ChunkReader.of(store.dir, 24), _LitdataReader(str(store.dir))
+    assert reader is not None and len(reader.files) > 3
+    for row in range(len(files)):
+        assert np.array_equal(reader.image(row), litdata_reader.image(row)), row
+    assert ChunkReader.of(tmp_path / "nowhere", 24) is None  # not a local store: litdata reads it
 
 
 def test_a_complete_store_is_reused_and_a_changed_input_rebuilds_it(tmp_path):
@@ -54,7 +81,7 @@ def test_a_complete_store_is_reused_and_a_changed_input_rebuilds_it(tmp_path):
     (tmp_path / "images" / "good1.png").write_bytes(good_png(99, size=40))
     rebuilt = ImageStore(tmp_path / "store", "s", 8).ensure(files)
     assert (rebuilt.dir / COMPLETE).stat().st_mtime_ns != marker
-    assert torch.equal(rebuilt.load(["good1"])[0], torch.from_numpy(decode_rgb(files[1][1], 8)).permute(2, 0, 1))
+    assert torch.equal(rebuilt.view(["good1"])[0], torch.from_numpy(decode_rgb(files[1][1], 8)).permute(2, 0, 1))
     assert ImageStore(tmp_path / "store", "s", 12).dir != store.dir  # one store per image size
 
 
@@ -87,7 +114,7 @@ def test_a_killed_build_is_never_taken_for_a_finished_store(tmp_path):
     assert not abandoned.exists()  # removed once its process was gone
     rows = store.rows()
     assert len(rows) == 600 and all(row["status"] == "ok" for row in rows)
-    assert torch.equal(store.load(["good599"])[0], torch.from_numpy(decode_rgb(tmp_path / "images" / "good599.png", 64)).permute(2, 0, 1))
+    assert torch.equal(store.view(["good599"])[0], torch.from_numpy(decode_rgb(tmp_path / "images" / "good599.png", 64)).permute(2, 0, 1))
 
 
 INTERRUPTED_BUILD = """
@@ -153,3 +180,20 @@ def test_building_a_store_leaves_the_random_state_as_it_was(tmp_path):
     random.seed(0), np.random.seed(0), torch.manual_seed(0)
     ImageStore(tmp_path / "store", "source", 16).ensure(files)
     assert draws() == expected
+
+
+def test_a_plain_script_that_builds_a_store_at_its_top_level_finishes(tmp_path):
+    """litdata's spawned workers used to re-run such a script, reach the store again and wait for ever on
+    the lock their parent held (a 15-minute silent hang). Now they do not re-import it: the build ends."""
+    files = image_folder(tmp_path / "images", good=12)
+    script = tmp_path / "my_script.py"  # no `if __name__ == "__main__":`, as a user writes it
+    script.write_text(
+        "from pathlib import Path\n"
+        "from memegap.data.image_store import ImageStore\n"
+        f"files = [(p.stem, p) for p in sorted(Path({str(tmp_path / 'images')!r}).glob('*.png'))]\n"
+        f"store = ImageStore({str(tmp_path / 'store')!r}, 'script', 16).ensure(files, num_workers=2)\n"
+        "print('built', len(store.rows()), 'rows')\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("built") == 1 and f"built {len(files)} rows" in result.stdout  # the script ran once, not once a worker

@@ -17,7 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from memegap.data.memes import MemesDataModule, perceptual_groups, split_memes
+from memegap.data.meme_splits import perceptual_groups, split_memes
+from memegap.data.memes import MemesDataModule
 from memegap.data.memes_table import read_memes_table
 from memegap.data.sampling import TripletSampler
 from memegap.targets import like_bin_edges, like_bins
@@ -141,10 +142,14 @@ def test_knn_matches_brute_force_and_ivf_recalls_most_neighbours():
     generator = torch.Generator().manual_seed(0)
     reference, queries = torch.randn(2000, 32, generator=generator), torch.randn(50, 32, generator=generator)
     exact = torch.cdist(queries, reference).topk(10, largest=False).indices
-    for backend in ("faiss", "torch"):
+    for backend in ("faiss", "torch", "auto"):
         assert torch.equal(KnnIndex(reference, backend=backend).search(queries, 10)[1], exact)
     cosine = (torch.nn.functional.normalize(queries, dim=1) @ torch.nn.functional.normalize(reference, dim=1).T).topk(10).indices
-    assert torch.equal(KnnIndex(reference, metric="cosine").search(queries, 10)[1], cosine)
+    for backend in ("faiss", "torch"):
+        assert torch.equal(KnnIndex(reference, metric="cosine", backend=backend).search(queries, 10)[1], cosine)
+    assert KnnIndex(reference).backend == "torch" and KnnIndex(reference, kind="ivf", nlist=32).backend == "faiss"  # the faster here
+    with pytest.raises(ValueError, match="inverted file"):
+        KnnIndex(reference, kind="ivf", backend="torch")
     ivf = KnnIndex(reference, kind="ivf", nlist=32, nprobe=8).search(queries, 10)[1]
     recall = np.mean([len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(ivf, exact)])
     assert recall > 0.5

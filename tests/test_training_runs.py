@@ -290,3 +290,17 @@ def test_ddp_sim_gathers_the_embeddings_of_both_processes(tmp_path):
         if "test/geometry/cosine_inter_cross" in events.Tags()["histograms"]:
             counts += [h.histogram_value.num for h in events.Histograms("test/geometry/cosine_inter_cross")]
     assert counts == [16 * 15]
+
+
+@pytest.mark.slow
+def test_ddp_sim_fits_with_global_negatives_and_warns_when_gathering_is_off(tmp_path):
+    """A real fit on 2 CPU processes gathers the pairs of both ranks in the loss (the default, no warning);
+    with model.loss.gather=false the run says that each rank sees only its own batch."""
+    args = [arg for arg in MINI_CLI if not arg.startswith("logger=")] + ["trainer=ddp_sim", "logger=tensorboard", "data.batch_size=4",
+                                                                          "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "test=false"]
+    gathered = run_cli(["memegap.train", *args, "run_id=gathered"], tmp_path)
+    assert gathered.returncode == 0, gathered.stderr[-3000:]
+    assert "model.loss.gather=false" not in gathered.stderr
+    own_batch = run_cli(["memegap.train", *args, "model.loss.gather=false", "run_id=own"], tmp_path)
+    assert own_batch.returncode == 0, own_batch.stderr[-3000:]
+    assert "model.loss.gather=false on 2 DDP processes" in own_batch.stderr

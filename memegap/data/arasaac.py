@@ -180,7 +180,7 @@ class ArasaacDataModule(PairedDataModule):
 
     def _store(self, pictograms: list[ArasaacPictogram]) -> ImageStore:
         source = "arasaac-" + hashlib.sha1(str(Path(self.hparams.root).resolve()).encode()).hexdigest()[:8]
-        return ImageStore(self.hparams.store_dir, source, self.hparams.image_size).ensure([(p.key, p.path) for p in pictograms])
+        return ImageStore(self.hparams.store_dir, source, self.hparams.image_size).ensure([(p.key, p.path) for p in pictograms], self.hparams.num_workers)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -194,6 +194,6 @@ class ArasaacDataModule(PairedDataModule):
             members = [(p, g) for p, g, s in zip(pictograms, groups, split_of) if s == split and p.key in readable]
             members = evenly_spaced(members, hp.max_per_split)
             ids = [p.key for p, _ in members]
-            self.datasets[split] = ImageTextPairs(ids, [p.prompt(hp.language) for p, _ in members], store.load(ids), [g for _, g in members])
+            self.datasets[split] = ImageTextPairs(ids, [p.prompt(hp.language) for p, _ in members], store.view(ids), [g for _, g in members])
             self.counts[f"{split}_pairs"] = len(ids)
         log.info("ARASAAC pairs from %s: %s", hp.root, self.counts)

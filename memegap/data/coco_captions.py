@@ -10,7 +10,7 @@ hash of the image id (ours). A file without split fields (captions_train2017.jso
 hash in data.split_fractions (ours).
 
 Training samples one of an image's captions per epoch (memegap.data.sampling.OnePerGroupSampler).
-Evaluation keeps every caption, ordered by image, and each pair carries its image's row as "label"
+Evaluation keeps every caption, ordered by image, and each pair carries its image's row as "image_id"
 (the retrieval and geometry callbacks count an image once: a hit when any caption is retrieved).
 `data.prompt` is put before every caption (the thesis stored its captions with a prefix; ours: none).
 
@@ -138,7 +138,7 @@ class CocoCaptionsDataModule(PairedDataModule):
         root = Path(hp.root)
         images, self.counts = read_coco_captions(root / hp.captions_file, root / hp.image_dir, tuple(hp.split_fractions))
         source = "coco-" + hashlib.sha1(str((root / hp.captions_file).resolve()).encode()).hexdigest()[:8]
-        store = ImageStore(hp.store_dir, source, hp.image_size).ensure([(str(image.image_id), image.path) for image in images])
+        store = ImageStore(hp.store_dir, source, hp.image_size).ensure([(str(image.image_id), image.path) for image in images], hp.num_workers)
         readable = {row["key"] for row in store.rows() if row["status"] == "ok"}
         self.counts["unreadable_images"] = len(images) - len(readable)
         for split in SPLITS:
@@ -150,6 +150,6 @@ class CocoCaptionsDataModule(PairedDataModule):
                     texts.append(hp.prompt + caption)
                     image_rows.append(row)
             keys = [str(image.image_id) for image in members]
-            self.datasets[split] = ImageTextPairs(ids, texts, store.load(keys), [keys[row] for row in image_rows], image_rows)
+            self.datasets[split] = ImageTextPairs(ids, texts, store.view(keys), [keys[row] for row in image_rows], image_rows)
             self.counts[f"{split}_images"], self.counts[f"{split}_captions"] = len(members), len(texts)
         log.info("COCO captions from %s: %s", root / hp.captions_file, dict(self.counts))

@@ -153,7 +153,7 @@ class ImageSentimentDataModule(LabelledImageDataModule):
         downloaded = [row for row in rows if row.image is not None and row.download_status in (None, "ok")]
         self.counts["not_downloaded"] = len(rows) - len(downloaded)
         store = ImageStore(self.hparams.store_dir, table_store_name("image_sentiment", table), self.hparams.image_size)
-        store.ensure([(row.unit_id, row.image) for row in downloaded])
+        store.ensure([(row.unit_id, row.image) for row in downloaded], self.hparams.num_workers)
         readable = {record["key"] for record in store.rows() if record["status"] == "ok"}
         self.counts["unreadable"] = len(downloaded) - len(readable)
         augment = [v2.RandomHorizontalFlip()] if self.hparams.augment else []  # our choice; the challenge names none
@@ -166,7 +166,7 @@ class ImageSentimentDataModule(LabelledImageDataModule):
             confidence = torch.tensor([row.confidence for row in kept]) if self.hparams.confidence_weight else None
             weights = self.training_weights(labels, confidence) if split == "train" else None
             ids = [row.unit_id for row in kept]
-            self.datasets[split] = LabelledImages(ids, store.load(ids), labels, augment if split == "train" else (), weights)
+            self.datasets[split] = LabelledImages(ids, store.view(ids), labels, augment if split == "train" else (), weights)
         left_out = {reason: self.counts[reason] for reason in ("bad_rows", "not_downloaded", "unreadable", "below_min_confidence") if self.counts[reason]}
         log.info(
             "image sentiment: %d rows in %s; left out: %s; %s",

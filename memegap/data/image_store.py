@@ -27,6 +27,8 @@ import os
 import random
 import shutil
 import signal
+import sys
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -39,6 +41,7 @@ import torch
 from filelock import FileLock
 from PIL import Image
 
+from memegap.errors import UserError
 from memegap.utils.io import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,25 @@ def decode_rgb(path: str | Path, size: int) -> np.ndarray:
     canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     rgb = Image.alpha_composite(canvas, rgba).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
     return np.array(rgb, dtype=np.uint8)  # a writable copy (torch.from_numpy warns on read-only arrays)
+
+
+@contextmanager
+def workers_do_not_import_the_caller() -> Iterator[None]:
+    """litdata starts its workers by spawn, and a spawned process re-runs the top level of the script
+    that started Python (`python my_script.py`) unless it is under `if __name__ == "__main__":`. A script
+    that sets up a data module at its top level then set one up again in each worker, which waited for
+    ever on the store lock its parent holds (a silent hang). Here the workers are not told the script's
+    path while they start (what multiprocessing.spawn reads to re-import it): they import memegap only.
+    A run started with `python -m module` is left as it is (its module is imported, not run)."""
+    main = sys.modules.get("__main__")
+    path = vars(main).get("__file__") if main is not None and getattr(main, "__spec__", None) is None else None
+    if path is not None:
+        del main.__file__
+    try:
+        yield
+    finally:
+        if path is not None:
+            main.__file__ = path
 
 
 @contextmanager
@@ -123,25 +145,74 @@ def random_state_kept() -> Iterator[None]:
         torch.random.set_rng_state(states[2])
 
 
+def is_url(location: str | Path) -> bool:
+    """Whether a store location is on object storage (`s3://bucket/prefix`), not a local folder."""
+    return "://" in str(location)
+
+
+def storage_options() -> dict:
+    """litdata's and boto3's options for object storage: the endpoint of an S3-compatible server from
+    AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (none: AWS itself); credentials and region come from the
+    environment as boto3 reads them (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, ...)."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return {"endpoint_url": endpoint} if endpoint else {}
+
+
+def read_object(url: str) -> bytes | None:
+    """The bytes of one object `s3://bucket/key`, or None when there is none."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    if not url.startswith("s3://"):
+        raise UserError(f"{url}: only s3:// object storage is supported for image stores")
+    bucket, _, key = url[len("s3://"):].partition("/")
+    try:
+        return boto3.client("s3", **storage_options()).get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise UserError(f"{url}: {error}") from None
+
+
 class ImageStore:
-    """The store of one source at one image size, under `root`."""
+    """The store of one source at one image size, under `root`: a local folder, where it is built, or a
+    URL on object storage (`s3://bucket/prefix`) where a built store was copied, read as it is there."""
 
     def __init__(self, root: str | Path, source: str, size: int, chunk_bytes: str = "64MB") -> None:
-        self.dir = Path(root) / source / f"{size}px"
+        self.remote = is_url(root)
+        self.location = f"{str(root).rstrip('/')}/{source}/{size}px" if self.remote else str(Path(root) / source / f"{size}px")
+        self.dir = None if self.remote else Path(self.location)
         self.size, self.chunk_bytes = size, chunk_bytes
+        self._remote_rows: list[dict] | None = None
 
     def is_complete(self, files: Sequence[tuple[str, Path]]) -> bool:
         marker = self.dir / COMPLETE
         return marker.exists() and json.loads(marker.read_text()).get("fingerprint") == fingerprint(files, self.size)
 
-    def ensure(self, files: Sequence[tuple[str, Path]], num_workers: int = 1) -> ImageStore:
+    def ensure(self, files: Sequence[tuple[str, Path]], num_workers: int = 0) -> ImageStore:
         """Build the store from (key, file) pairs unless a complete one of the same inputs exists.
-        Safe to call from several processes at once (a file lock; the first builds, the others wait)."""
+        Safe to call from several processes at once (a file lock; the first builds, the others wait).
+        num_workers: the data module's loader workers (data.num_workers); the build runs on as many litdata
+        worker processes, at least one (decoding is the cost: 118k COCO JPEGs take one process tens of minutes)."""
+        if getattr(multiprocessing.current_process(), "_inheriting", False):  # a process being spawned re-runs its parent's script
+            raise UserError("an image store was asked for while Python was starting a worker process and re-running the script "
+                            "that started it: put the code that sets up the data module under `if __name__ == \"__main__\":`")
+        if self.remote:
+            return self._ensure_remote()
         self.dir.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.dir) + ".lock"):
             if not self.is_complete(files):
                 with random_state_kept():
-                    self._build(files, num_workers)
+                    self._build(files, max(1, num_workers))
+        return self
+
+    def _ensure_remote(self) -> ImageStore:
+        """A store on object storage is read as it was built: it must be complete (its COMPLETE marker);
+        its inputs are not compared with this machine's files, which may not be here at all."""
+        if read_object(f"{self.location}/{COMPLETE}") is None:
+            raise UserError(f"{self.location}: no complete image store there (no {COMPLETE} marker). Build it on a local "
+                            f"folder (data.store_dir=<folder>) and copy <folder>/{Path(self.location).parent.name}/{self.size}px there")
+        log.info("reading the image store at %s as it is there (its inputs are not compared with this machine's files)", self.location)
         return self
 
     def _remove_abandoned_builds(self) -> None:
@@ -161,8 +232,10 @@ class ImageStore:
         self._remove_abandoned_builds()
         building = self.dir.with_name(f".{self.dir.name}.building-{os.getpid()}")
         shutil.rmtree(building, ignore_errors=True)
-        log.info("packing %d images of %s at %d px into %s (once)", len(files), self.dir.parent.name, self.size, self.dir)
-        with ctrl_c_stops_the_workers():
+        log.info("packing %d images of %s at %d px into %s (once; %d worker process%s, data.num_workers)", len(files),
+                 self.dir.parent.name, self.size, self.dir, num_workers, "" if num_workers == 1 else "es")
+        started = time.perf_counter()
+        with ctrl_c_stops_the_workers(), workers_do_not_import_the_caller():
             litdata.optimize(
                 fn=_pack,
                 inputs=[(str(path), self.size) for _, path in files],
@@ -183,11 +256,17 @@ class ImageStore:
         if self.dir.exists():  # an older store of other inputs
             shutil.rmtree(self.dir)
         os.replace(building, self.dir)
+        seconds = time.perf_counter() - started
+        log.info("packed %d images in %.1f s (%.0f images/s)", len(files), seconds, len(files) / max(seconds, 1e-9))
         if skipped:
             log.warning("%d of %d images could not be read and were skipped (reasons in %s)", len(skipped), len(rows), self.dir / ROWS)
 
     def rows(self) -> list[dict]:
-        return pq.read_table(self.dir / ROWS).to_pylist()
+        if not self.remote:
+            return pq.read_table(self.dir / ROWS).to_pylist()
+        if self._remote_rows is None:
+            self._remote_rows = pq.read_table(pa.BufferReader(read_object(f"{self.location}/{ROWS}"))).to_pylist()
+        return self._remote_rows
 
     @property
     def skipped(self) -> int:
@@ -197,11 +276,130 @@ class ImageStore:
         """litdata's StreamingDataset over the store: item i is row i of rows.parquet."""
         import litdata
 
-        return litdata.StreamingDataset(str(self.dir))
+        return litdata.StreamingDataset(self.location, storage_options=storage_options() if self.remote else None)
 
-    def load(self, keys: Sequence[str]) -> torch.Tensor:
-        """The images of `keys` (all with status ok) as one uint8 tensor N×3×size×size, in memory."""
+    def view(self, keys: Sequence[str]) -> StoredImages:
+        """The images of `keys` (all with status ok), read from the chunks when indexed, not held in memory."""
         row_of = {row["key"]: index for index, row in enumerate(self.rows())}
-        dataset = self.dataset()
-        images = [torch.from_numpy(np.array(dataset[row_of[key]]["image"])) for key in keys]
-        return torch.stack(images).permute(0, 3, 1, 2).contiguous() if images else torch.empty(0, 3, self.size, self.size, dtype=torch.uint8)
+        return StoredImages(self.location, [row_of[key] for key in keys], self.size)
+
+
+class ChunkReader:
+    """Reads the image of any row of a local store straight from its litdata chunk files with os.pread:
+    one system call and one copy per image, nothing mapped or cached, so a process's memory stays flat
+    however many images it reads (page-cache pages are the kernel's, not the process's).
+
+    The byte layout is litdata's PyTreeLoader chunk (its item_loader.py): uint32 item count, uint32
+    offsets[count + 1], then per item uint32 sizes of its fields ("image", "ok", "reason") and the
+    fields; "image" is a NumpySerializer array: uint32 dtype, uint32 ndim, uint32 shape[ndim], bytes.
+    `ChunkReader.of(store_dir, size)` returns None when a store is not laid out so (another litdata
+    format, compression, a remote store): StoredImages then reads through litdata's StreamingDataset.
+    """
+
+    FIELDS = 3  # image, ok, reason
+
+    def __init__(self, files: list[str], starts: np.ndarray, offsets: list[np.ndarray], size: int) -> None:
+        self.files, self.starts, self.offsets, self.size = files, starts, offsets, size
+        self.image_bytes = size * size * 3
+        self.header_bytes = 4 * self.FIELDS + 4 * 2 + 4 * 3  # field sizes, then dtype, ndim and the 3 dims of the image
+        self._handles: dict[int, int] = {}
+
+    @classmethod
+    def of(cls, store_dir: str | Path, size: int) -> ChunkReader | None:
+        index_path = Path(store_dir) / "index.json"
+        if is_url(store_dir) or not index_path.exists():
+            return None
+        index = json.loads(index_path.read_text())
+        config = index.get("config", {})
+        if config.get("item_loader") != "PyTreeLoader" or config.get("compression") or config.get("encryption") \
+                or config.get("data_format") != ["numpy", "int", "str"]:
+            return None
+        files, offsets, starts = [], [], [0]
+        for chunk in index["chunks"]:
+            path = str(Path(store_dir) / chunk["filename"])
+            with open(path, "rb") as handle:
+                count = int(np.frombuffer(handle.read(4), np.uint32)[0])
+                table = np.frombuffer(handle.read(4 * (count + 1)), np.uint32).astype(np.int64)
+            files.append(path)
+            offsets.append(table[:-1])
+            starts.append(starts[-1] + count)
+        reader = cls(files, np.array(starts), offsets, size)
+        return reader if reader._header_is_as_expected() else None
+
+    def _header_is_as_expected(self) -> bool:
+        if not self.files or len(self.offsets[0]) == 0:
+            return False
+        header = np.frombuffer(os.pread(self._handle(0), self.header_bytes, int(self.offsets[0][0])), np.uint32)
+        return int(header[0]) == 4 * 5 + self.image_bytes and int(header[4]) == 3 and tuple(int(d) for d in header[5:8]) == (self.size, self.size, 3)
+
+    def _handle(self, chunk: int) -> int:
+        if chunk not in self._handles:
+            self._handles[chunk] = os.open(self.files[chunk], os.O_RDONLY)
+        return self._handles[chunk]
+
+    def image(self, row: int) -> np.ndarray:
+        """uint8 size×size×3 of store row `row`."""
+        chunk = int(np.searchsorted(self.starts, row, side="right")) - 1
+        begin = int(self.offsets[chunk][row - self.starts[chunk]]) + self.header_bytes
+        data = bytearray(self.image_bytes)
+        if os.preadv(self._handle(chunk), [data], begin) != self.image_bytes:
+            raise OSError(f"{self.files[chunk]}: cut short at row {row} (rebuild the store: delete {Path(self.files[chunk]).parent})")
+        return np.frombuffer(data, np.uint8).reshape(self.size, self.size, 3)
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            os.close(handle)
+        self._handles.clear()
+
+
+class StoredImages:
+    """Some rows of a store as a sequence of uint8 images 3×S×S, read from its chunks when indexed: a
+    process holds the row numbers (8 bytes an image), not the images, so memory does not grow with N,
+    and under DDP each rank (each loader worker) reads only the rows its sampler gives it.
+
+    images[i] -> uint8 3×S×S; images[a:b] or images[[i, j, ...]] -> uint8 n×3×S×S (those rows only);
+    images.subset(rows) -> another StoredImages. Each process opens its own reader (a ChunkReader for
+    a local store, else litdata's StreamingDataset); readers are not pickled into DataLoader workers.
+    """
+
+    def __init__(self, store_dir: str | Path, rows: Sequence[int], size: int) -> None:
+        self.store_dir, self.rows, self.size = str(store_dir), np.asarray(rows, dtype=np.int64), size
+        self._reader = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_reader": None}
+
+    def _image(self, row: int) -> torch.Tensor:
+        if self._reader is None:
+            self._reader = ChunkReader.of(self.store_dir, self.size) or _LitdataReader(self.store_dir)
+        return torch.from_numpy(self._reader.image(int(row))).permute(2, 0, 1).contiguous()
+
+    def __getitem__(self, index) -> torch.Tensor:
+        if isinstance(index, (int, np.integer)) or (isinstance(index, torch.Tensor) and index.ndim == 0):
+            return self._image(self.rows[int(index)])
+        rows = self.rows[index] if isinstance(index, slice) else self.rows[np.asarray(index, dtype=np.int64)]
+        if len(rows) == 0:
+            return torch.empty(0, 3, self.size, self.size, dtype=torch.uint8)
+        return torch.stack([self._image(row) for row in rows])
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return (self._image(row) for row in self.rows)
+
+    def subset(self, positions: Sequence[int]) -> StoredImages:
+        """The images at these positions of this view (positions, not store rows)."""
+        return StoredImages(self.store_dir, self.rows[np.asarray(positions, dtype=np.int64)], self.size)
+
+
+class _LitdataReader:
+    """Images of a store through litdata's StreamingDataset (any litdata format; a store on object storage)."""
+
+    def __init__(self, store_dir: str) -> None:
+        import litdata
+
+        self.dataset = litdata.StreamingDataset(store_dir, storage_options=storage_options() if is_url(store_dir) else None)
+
+    def image(self, row: int) -> np.ndarray:
+        return np.asarray(self.dataset[row]["image"])

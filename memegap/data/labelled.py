@@ -1,4 +1,4 @@
-"""Labelled images held in memory, as every classification source (CIFAR-100, image sentiment) hands
+"""Labelled images (read from the image store when indexed, or a tensor), as every classification source (CIFAR-100, image sentiment) hands
 them to its loaders, with class balancing by loss weights or by sampling."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from memegap.batch import float_images
 from memegap.data.sampling import SplitLoaders, make_loader
 from memegap.errors import UserError
 
@@ -22,15 +23,15 @@ BALANCE = ("none", "weights", "sampler")
 class LabelledImages(Dataset):
     """Images as one uint8 tensor N×3×S×S with int labels.
 
-    Item (keys as memegap.batch.SCHEMA): {"image": float 3×S×S (in [0, 1], then the `transforms` in
-    order), "label": int, "id": str},
+    Item (keys as memegap.batch.SCHEMA): {"image": uint8 3×S×S, or with `transforms` float (in [0, 1],
+    then the transforms in order, per item on the CPU), "label": int, "id": str},
     and "weight": float when `weights` (N) is given.
     """
 
     def __init__(
         self,
         ids: Sequence[str],
-        images: Tensor,
+        images: Sequence[Tensor],  # uint8 3×S×S each: a StoredImages, or a uint8 N×3×S×S tensor
         labels: Tensor,
         transforms: Sequence[Callable[[Tensor], Tensor]] = (),
         weights: Tensor | None = None,
@@ -44,8 +45,8 @@ class LabelledImages(Dataset):
         return len(self.ids)
 
     def __getitem__(self, index: int) -> dict:
-        image = self.images[index].float() / 255.0
-        item = {"image": self.transform(image) if self.transform else image, "label": int(self.labels[index]), "id": self.ids[index]}
+        image = self.images[index]
+        item = {"image": self.transform(float_images(image)) if self.transform else image, "label": int(self.labels[index]), "id": self.ids[index]}
         if self.weights is not None:
             item["weight"] = float(self.weights[index])
         return item

@@ -1,10 +1,10 @@
 """Memes with their likes (the memes thesis, 000) as a LightningDataModule: the table (read by
-memegap.data.memes_table, either layout), near-duplicate groups by perceptual hash, three kinds of
-split, and triplet, pair or plain batches (samplers in memegap.data.sampling; like bins and targets in
+memegap.data.memes_table, either layout), three kinds of split (memegap.data.meme_splits), and
+triplet, pair or plain batches (samplers in memegap.data.sampling; like bins and targets in
 memegap.targets). Images go through the packed image store; a meme whose image is missing or
 unreadable is counted and left out.
 
-Batches (keys as memegap.batch.SCHEMA): plain items {"image": float N×3×S×S in [0, 1], "text":
+Batches (keys as memegap.batch.SCHEMA): plain items {"image": uint8 N×3×S×S, "text":
 list[str], "likes": float N, "target": float N (likes or log1p(likes)), "bin": int64 N (the like bin),
 "image_id": int64 N (the meme's row in its split: each meme is its own image), "id": list[str]}, and
 "text_features": float N×F with data.text_features (memegap.data.meme_text; standardised with the
@@ -28,67 +28,26 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from memegap.data.image_store import ImageStore, table_store_name
+from memegap.data.image_store import ImageStore, StoredImages, table_store_name
+from memegap.data.meme_splits import SPLIT_KINDS, perceptual_groups, split_memes
 from memegap.data.meme_text import check_text_features
 from memegap.data.memes_table import Meme, read_memes_table
-from memegap.data.sampling import PairSampler, TripletSampler, make_loader
-from memegap.data.splits import SPLITS, cut_in_order, evenly_spaced, hash_position, split_groups
+from memegap.data.sampling import PairSampler, SplitLoaders, TripletSampler, make_loader
+from memegap.data.splits import SPLITS, evenly_spaced
 from memegap.errors import UserError
 from memegap.targets import BIN_KINDS, TARGETS, like_bin_edges, like_bins, to_target
 
 log = logging.getLogger(__name__)
 
-SPLIT_KINDS = ("random", "chronological", "group")
 SAMPLING = ("triplet", "pairs", "items")
 
 
-def perceptual_groups(images: Tensor, max_distance: int) -> list[str]:
-    """Groups of near-identical pictures: images (N×3×S×S uint8) whose 64-bit perceptual hashes
-    (imagehash.phash) differ in at most `max_distance` bits are linked, and the links' connected
-    components are the groups (faiss's binary range search finds the links)."""
-    import faiss
-    import imagehash
-    from PIL import Image
-
-    hashes = np.stack([np.packbits(imagehash.phash(Image.fromarray(image.permute(1, 2, 0).numpy())).hash.flatten()) for image in images])
-    index = faiss.IndexBinaryFlat(64)
-    index.add(hashes)
-    limits, _, neighbours = index.range_search(hashes, max_distance + 1)  # distance < radius
-    parent = list(range(len(images)))
-
-    def root(item: int) -> int:
-        while parent[item] != item:
-            parent[item] = parent[parent[item]]
-            item = parent[item]
-        return item
-
-    for query in range(len(images)):
-        for other in neighbours[limits[query] : limits[query + 1]]:
-            parent[root(int(other))] = root(query)
-    return [f"phash-{root(item)}" for item in range(len(images))]
-
-
-def split_memes(memes: list[Meme], kind: str, fractions: tuple[float, float, float], seed: int, groups: list[str] | None = None) -> list[str]:
-    """The split of each meme: random (a seeded shuffle), chronological (oldest first) or group
-    (every meme of a group in one split)."""
-    n = len(memes)
-    if kind == "group":
-        return split_groups(groups, fractions)
-    if kind == "random":
-        order = sorted(range(n), key=lambda k: hash_position(f"{seed}:{memes[k].id}"))
-    else:
-        order = sorted(range(n), key=lambda k: (memes[k].created_at, memes[k].id))
-    split_of = [""] * n
-    cut_in_order(order, fractions, split_of)
-    return split_of
-
-
 class MemeItems(Dataset):
-    """Memes of one split in memory: images uint8 N×3×S×S, likes, target, bins, texts, ids, and the
+    """Memes of one split: images (uint8 3×S×S each, read from the image store when indexed), likes, target, bins, texts, ids, and the
     standardised text features N×F (data.text_features; None without). An index is a row, a (meme,
     other) pair or an (anchor, positive, negative) triple of rows."""
 
-    def __init__(self, ids: list[str], images: Tensor, likes: np.ndarray, target: str, bins: np.ndarray, texts: list[str],
+    def __init__(self, ids: list[str], images: StoredImages, likes: np.ndarray, target: str, bins: np.ndarray, texts: list[str],
                  text_features: Tensor | None = None) -> None:
         self.ids, self.images, self.texts, self.text_features = ids, images, texts, text_features
         self.likes = torch.as_tensor(likes, dtype=torch.float64)
@@ -99,25 +58,25 @@ class MemeItems(Dataset):
         return len(self.ids)
 
     def item(self, k: int) -> dict:
-        item = {"image": self.images[k].float() / 255.0, "text": self.texts[k], "likes": float(self.likes[k]),
+        item = {"image": self.images[k], "text": self.texts[k], "likes": float(self.likes[k]),
                 "target": float(self.targets[k]), "bin": int(self.bins[k]), "image_id": k, "id": self.ids[k]}
         return item | ({"text_features": self.text_features[k]} if self.text_features is not None else {})
 
     def __getitem__(self, index: int | tuple[int, ...]) -> dict:
         if isinstance(index, tuple) and len(index) == 2:
             first, other = index
-            pair = {"other_image": self.images[other].float() / 255.0, "other_target": float(self.targets[other]), "other_id": self.ids[other]}
+            pair = {"other_image": self.images[other], "other_target": float(self.targets[other]), "other_id": self.ids[other]}
             return self.item(first) | pair | ({"other_text_features": self.text_features[other]} if self.text_features is not None else {})
         if isinstance(index, tuple):
             anchor, positive, negative = index
             return self.item(anchor) | {
-                "positive_image": self.images[positive].float() / 255.0, "positive_id": self.ids[positive],
-                "negative_image": self.images[negative].float() / 255.0, "negative_id": self.ids[negative],
+                "positive_image": self.images[positive], "positive_id": self.ids[positive],
+                "negative_image": self.images[negative], "negative_id": self.ids[negative],
             }
         return self.item(index)
 
 
-class MemesDataModule(L.LightningDataModule):
+class MemesDataModule(SplitLoaders, L.LightningDataModule):
     """Memes with likes from `table`; see the module docstring.
 
     min_likes: keep memes with at least this many likes (the thesis: 750; 0 keeps all).
@@ -198,13 +157,13 @@ class MemesDataModule(L.LightningDataModule):
         downloaded = [m for m in memes if m.image is not None and m.download_status in (None, "ok")]
         self.counts["no_image"] = len(memes) - len(downloaded)
         store = ImageStore(self.hparams.store_dir, table_store_name("memes", table), self.hparams.image_size)
-        store.ensure([(m.id, m.image) for m in downloaded])
+        store.ensure([(m.id, m.image) for m in downloaded], self.hparams.num_workers)
         readable = {row["key"] for row in store.rows() if row["status"] == "ok"}
         memes = [m for m in downloaded if m.id in readable]
         self.counts["unreadable"] = len(downloaded) - len(memes)
         if len(memes) < 10:
             raise UserError(f"{table}: only {len(memes)} memes with a readable image are left ({dict(self.counts)}); need at least 10")
-        images = store.load([m.id for m in memes])
+        images = store.view([m.id for m in memes])
         groups = None
         if self.hparams.split == "group":
             templates = [m.template_url for m in memes]
@@ -218,7 +177,7 @@ class MemesDataModule(L.LightningDataModule):
         features = self._text_features(memes, rows, table) if self.hparams.text_features else None
         for split, chosen in rows.items():
             index = torch.tensor(chosen, dtype=torch.int64)
-            self.datasets[split] = MemeItems([memes[k].id for k in chosen], images[index], likes[chosen], self.hparams.target, bins[chosen],
+            self.datasets[split] = MemeItems([memes[k].id for k in chosen], images.subset(chosen), likes[chosen], self.hparams.target, bins[chosen],
                                              [memes[k].text for k in chosen], features[index] if features is not None else None)
         left_out = {reason: count for reason, count in self.counts.items() if reason != "rows" and count}
         log.info("memes: %d rows in %s; left out: %s; %s", self.counts["rows"], table,
@@ -257,16 +216,12 @@ class MemesDataModule(L.LightningDataModule):
         """The split's memes in table order, as plain items (for embedding a whole split)."""
         return make_loader(self.datasets[split], self.hparams.eval_batch_size, self.hparams.num_workers, False, self.hparams.seed)
 
-    def train_dataloader(self) -> DataLoader:
+    def _loader(self, split: str) -> DataLoader:
+        """Training: triplet, pair or shuffled plain batches (data.sampling); val and test: plain_loader."""
+        if split != "train":
+            return self.plain_loader(split)
         dataset = self.datasets["train"]
         if self.hparams.sampling == "items":
             return make_loader(dataset, self.hparams.batch_size, self.hparams.num_workers, True, self.hparams.seed)
         sampler = TripletSampler(dataset.bins, self.hparams.seed) if self.hparams.sampling == "triplet" else PairSampler(len(dataset), self.hparams.seed)
-        return DataLoader(dataset, batch_size=self.hparams.batch_size, sampler=sampler,
-                          num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.plain_loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self.plain_loader("test")
+        return make_loader(dataset, self.hparams.batch_size, self.hparams.num_workers, False, self.hparams.seed, sampler=sampler)

@@ -1,4 +1,4 @@
-"""Image–text pairs held in memory, as every paired data source hands them to its loaders."""
+"""Image–text pairs (images read from the image store when indexed), as every paired data source hands them to its loaders."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class ImageTextPairs(Dataset):
     """
 
     def __init__(
-        self, ids: Sequence[str], texts: Sequence[str], images: torch.Tensor, groups: Sequence[str], image_rows: Sequence[int] | None = None
+        self, ids: Sequence[str], texts: Sequence[str], images: Sequence[torch.Tensor], groups: Sequence[str], image_rows: Sequence[int] | None = None
     ) -> None:
         image_rows = list(range(len(images))) if image_rows is None else list(image_rows)
         if not len(ids) == len(texts) == len(image_rows) == len(groups):
@@ -38,7 +38,7 @@ class ImageTextPairs(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = self.image_rows[index]
-        return {"image": self.images[row].float() / 255.0, "text": self.texts[index], "image_id": row, "id": self.ids[index]}
+        return {"image": self.images[row], "text": self.texts[index], "image_id": row, "id": self.ids[index]}
 
 
 class PairedDataModule(SplitLoaders, L.LightningDataModule):

@@ -188,7 +188,7 @@ class PostsDataModule(LabelledImageDataModule):
         with_image = [post for post in read.posts if post.image is not None and post.image.is_file()]
         self.counts["missing_image"] = len(read.posts) - len(with_image)
         store = ImageStore(self.hparams.store_dir, table_store_name("posts", table), self.hparams.image_size)
-        store.ensure([(post.post_id, post.image) for post in with_image])
+        store.ensure([(post.post_id, post.image) for post in with_image], self.hparams.num_workers)
         readable = {record["key"] for record in store.rows() if record["status"] == "ok"}
         self.counts["unreadable"] = len(with_image) - len(readable)
         kept = [post for post in with_image if post.post_id in readable]
@@ -200,7 +200,7 @@ class PostsDataModule(LabelledImageDataModule):
             weights = self.training_weights(labels) if split == "train" else None
             ids = [post.post_id for post in posts]
             self.posts[split] = posts
-            self.datasets[split] = LabelledImages(ids, store.load(ids), labels, augment if split == "train" else (), weights)
+            self.datasets[split] = LabelledImages(ids, store.view(ids), labels, augment if split == "train" else (), weights)
         left_out = {reason: self.counts[reason] for reason in ("unlabelled", "missing_image", "unreadable") if self.counts[reason]}
         log.info(
             "posts: %d rows in %s; left out: %s%s; %s",

@@ -176,7 +176,7 @@ class TwemojiDataModule(PairedDataModule):
     def _store(self, pictograms: list[Pictogram]) -> ImageStore:
         """The packed store of every Twemoji PNG at this image size (built once, then reused)."""
         store = ImageStore(self.hparams.store_dir, "twemoji", self.hparams.image_size)
-        return store.ensure([(p.path.stem, p.path) for p in pictograms])
+        return store.ensure([(p.path.stem, p.path) for p in pictograms], self.hparams.num_workers)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -186,14 +186,14 @@ class TwemojiDataModule(PairedDataModule):
         readable = {row["key"] for row in store.rows() if row["status"] == "ok"}
         self.counts = {"pictograms": len(pictograms), "unreadable_images": len(pictograms) - len(readable)}
         if len(readable) < len(pictograms):
-            log.warning("%d Twemoji PNGs could not be read and are left out (see %s)", len(pictograms) - len(readable), store.dir / ROWS)
+            log.warning("%d Twemoji PNGs could not be read and are left out (see %s)", len(pictograms) - len(readable), f"{store.location}/{ROWS}")
         by_split = split_pictograms(pictograms, self.hparams.split_by, tuple(self.hparams.split_fractions))
         self.datasets = {}
         for split, items in by_split.items():
             kept = [p for p in evenly_spaced(items, self.hparams.max_per_split) if p.path.stem in readable]
             ids = [p.path.stem for p in kept]
             texts = [PROMPTS[self.hparams.language].format(name=p.names[self.hparams.language]) for p in kept]
-            self.datasets[split] = ImageTextPairs(ids, texts, store.load(ids), [p.base for p in kept])
+            self.datasets[split] = ImageTextPairs(ids, texts, store.view(ids), [p.base for p in kept])
             self.counts[f"{split}_pairs"] = len(ids)
 
     def zero_shot_classes(self) -> tuple[list[str], dict[str, int]]:

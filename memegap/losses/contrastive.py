@@ -1,5 +1,6 @@
-"""The contrastive loss family of the modality-gap thesis, one pure function per term (as open_clip's
-loss.py), and a module that sums the terms by weights.
+"""The contrastive loss family of the modality-gap thesis: one pure function per term (as open_clip's
+loss.py), one `Term` module per function with its own weight and settings, and `ContrastiveLoss`,
+which sums the terms (gathering the pairs of every DDP rank first).
 
 Every term takes N×d image embeddings x and text embeddings y, row i of x paired with row i of y,
 and L2-normalises them inside, so ⟨·,·⟩ below is a cosine. Terms and the thesis's equations:
@@ -16,7 +17,8 @@ For unit vectors the α part of eq. 5.1 is the constant −α·N per modality: i
 
 `reduction` ("sum" as printed, or "mean": the printed sum divided by N²) exists because the printed
 sums and the thesis's Tables 5.3–5.4 disagree on scale; the simulation of the study shows which
-reading reproduces the tables. The loss settings the thesis trained are in conf/model/loss/.
+reading reproduces the tables. The loss settings the thesis trained are in conf/model/loss/, each a
+list of the term files of conf/model/loss/term/.
 """
 
 from __future__ import annotations
@@ -121,49 +123,140 @@ def cyclip_loss(x: Tensor, y: Tensor, lambda_inter: float = 1.0, lambda_intra: f
     return (lambda_inter * inter_term + lambda_intra * intra_term) / (n if reduction == "sum" else n**2)
 
 
+class Term(nn.Module):
+    """One weighted term of the loss: forward(x, y, logit_scale) -> its unweighted value (a scalar)."""
+
+    def __init__(self, weight: float = 1.0) -> None:
+        super().__init__()
+        self.weight = float(weight)
+
+
+class CrossEntropy(Term):
+    """CLIP's symmetric InfoNCE (`clip_loss`), the thesis's L_CE."""
+
+    def forward(self, x: Tensor, y: Tensor, logit_scale: Tensor) -> Tensor:
+        return clip_loss(x, y, logit_scale)
+
+    def local(self, x: Tensor, y: Tensor, x_all: Tensor, y_all: Tensor, logit_scale: Tensor, offset: int) -> Tensor:
+        """open_clip's local_loss: this rank's n rows against all N gathered columns (n×N logits, not N×N);
+        rows offset..offset+n of the whole batch are this rank's. The mean of it over ranks is `forward`
+        on the whole batch when every rank holds as many pairs."""
+        targets = torch.arange(offset, offset + x.shape[0], device=x.device)
+        scale = logit_scale.exp()
+        image_to_text = scale * _unit(x) @ _unit(y_all).T
+        text_to_image = scale * _unit(y) @ _unit(x_all).T
+        return (nn.functional.cross_entropy(image_to_text, targets) + nn.functional.cross_entropy(text_to_image, targets)) / 2
+
+
+class _Orthogonal(Term):
+    """A term of eq. 5.1 / 5.2 / 5.8's family, with its own α (weight of the paired part) and reduction."""
+
+    function = staticmethod(ortho_intra_loss)
+
+    def __init__(self, weight: float = 1.0, alpha: float = 1.0, reduction: str = "mean") -> None:
+        super().__init__(weight)
+        _check_reduction(reduction)
+        self.alpha, self.reduction = alpha, reduction
+
+    def forward(self, x: Tensor, y: Tensor, logit_scale: Tensor) -> Tensor:
+        return self.function(x, y, self.alpha, self.reduction)
+
+
+class OrthoIntra(_Orthogonal):
+    """`ortho_intra_loss` (eq. 5.1): each modality's vectors pushed to orthogonal."""
+
+
+class OrthoInter(_Orthogonal):
+    """`ortho_inter_loss` (eq. 5.2): pairs to |cos| = 1, non-pairs to orthogonal."""
+
+    function = staticmethod(ortho_inter_loss)
+
+
+class Antipodal(_Orthogonal):
+    """`antipodal_loss` (eq. 5.8): each modality's vectors pushed to cancel out."""
+
+    function = staticmethod(antipodal_loss)
+
+
+class Variance(Term):
+    """`variance_loss` (eqs. 5.3–5.4), −β·(S²_off + S²_diag)."""
+
+    def __init__(self, weight: float = 1.0, beta: float = 1.0, off_diagonal: str = "pooled") -> None:
+        super().__init__(weight)
+        if off_diagonal not in OFF_DIAGONAL_VARIANCES:
+            raise UserError(f"variance off_diagonal must be one of {OFF_DIAGONAL_VARIANCES}, got {off_diagonal!r}")
+        self.beta, self.off_diagonal = beta, off_diagonal
+
+    def forward(self, x: Tensor, y: Tensor, logit_scale: Tensor) -> Tensor:
+        return variance_loss(x, y, self.beta, self.off_diagonal)
+
+
+class CyCLIP(Term):
+    """`cyclip_loss` (eqs. B.1–B.2); λ₁ = λ₂ = 0.25 are the CyCLIP paper's values (the study tables' too)."""
+
+    def __init__(self, weight: float = 1.0, lambda_inter: float = 0.25, lambda_intra: float = 0.25, reduction: str = "mean") -> None:
+        super().__init__(weight)
+        _check_reduction(reduction)
+        self.lambda_inter, self.lambda_intra, self.reduction = lambda_inter, lambda_intra, reduction
+
+    def forward(self, x: Tensor, y: Tensor, logit_scale: Tensor) -> Tensor:
+        return cyclip_loss(x, y, self.lambda_inter, self.lambda_intra, self.reduction)
+
+
+def gather_with_grad(x: Tensor) -> tuple[Tensor, int]:
+    """The rows of x from every DDP rank, in rank order (ΣN×d), with gradient back to each rank's own
+    rows, and where this rank's rows start. Ranks may hold different numbers of rows (a last batch)."""
+    import torch.distributed as dist
+    import torch.distributed.nn.functional as dist_nn
+
+    sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, torch.tensor([x.shape[0]], device=x.device))
+    sizes = [int(size) for size in sizes]
+    padded = torch.cat([x, x.new_zeros(max(sizes) - x.shape[0], *x.shape[1:])]) if x.shape[0] < max(sizes) else x
+    parts = dist_nn.all_gather(padded)
+    return torch.cat([part[:size] for part, size in zip(parts, sizes)]), sum(sizes[: dist.get_rank()])
+
+
+def world_size() -> int:
+    """The number of DDP processes (1 outside torch.distributed)."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 class ContrastiveLoss(nn.Module):
-    """Σ weight_t · term_t over the terms with a non-zero weight (names: TERMS).
+    """Σ term.weight · term over the terms with a non-zero weight (conf/model/loss/<setting>.yaml), as
+    pytorch-metric-learning's MultipleLosses: a new term is one Term class and one YAML.
 
     forward(image, text, logit_scale) -> {"loss": the weighted sum, <term>: its unweighted value, ...},
     scalars, so a model can log each term on its own (`train/loss/<term>`). Default: CLIP's CE alone.
+
+    Under DDP (world size > 1) with gather=True (the default), every term sees the pairs of every rank:
+    the image and text rows are gathered with gradient (as open_clip's gather_with_grad), so a pair of
+    a 4-rank run with batch 90 meets 359 negatives, not 89; loss and gradients equal one process with
+    the whole batch. local_loss=True (open_clip's) computes the CE term on this rank's rows only
+    (n×N logits); the other terms still use the whole gathered batch, because the variance and CyCLIP
+    terms are not sums of per-row parts and the rest cost one N×N Gram matrix of d-vectors.
+    gather=False keeps each rank's own batch (the model warns).
     """
 
-    TERMS = ("ce", "ortho_intra", "ortho_inter", "antipodal", "variance", "cyclip")
-
-    def __init__(
-        self,
-        weights: dict[str, float] | None = None,
-        alpha: float = 1.0,
-        beta: float = 1.0,
-        lambda_inter: float = 0.25,  # CyCLIP's λ₁ and λ₂ (the CyCLIP paper's values; the study tables' too)
-        lambda_intra: float = 0.25,
-        reduction: str = "mean",
-        variance_off_diagonal: str = "pooled",
-    ) -> None:
+    def __init__(self, terms: dict[str, Term] | None = None, gather: bool = True, local_loss: bool = False) -> None:
         super().__init__()
-        self.weights = {name: float(weight) for name, weight in (weights if weights is not None else {"ce": 1.0}).items() if weight}
-        unknown = sorted(set(self.weights) - set(self.TERMS))
-        if not self.weights:
-            raise UserError(f"model.loss.weights: no term has a non-zero weight; the terms are {list(self.TERMS)}")
-        if unknown:
-            raise UserError(f"model.loss.weights: unknown term(s) {unknown}; the terms are {sorted(self.TERMS)}")
-        _check_reduction(reduction)
-        if variance_off_diagonal not in OFF_DIAGONAL_VARIANCES:
-            raise UserError(f"model.loss.variance_off_diagonal must be one of {OFF_DIAGONAL_VARIANCES}, got {variance_off_diagonal!r}")
-        self.alpha, self.beta, self.lambda_inter, self.lambda_intra = alpha, beta, lambda_inter, lambda_intra
-        self.reduction, self.variance_off_diagonal = reduction, variance_off_diagonal
-
-    def term(self, name: str, x: Tensor, y: Tensor, logit_scale: Tensor) -> Tensor:
-        """The unweighted value of one term, with this module's parameters."""
-        if name == "ce":
-            return clip_loss(x, y, logit_scale)
-        if name == "variance":
-            return variance_loss(x, y, self.beta, self.variance_off_diagonal)
-        if name == "cyclip":
-            return cyclip_loss(x, y, self.lambda_inter, self.lambda_intra, self.reduction)
-        orthogonal = {"ortho_intra": ortho_intra_loss, "ortho_inter": ortho_inter_loss, "antipodal": antipodal_loss}
-        return orthogonal[name](x, y, self.alpha, self.reduction)
+        terms = {"ce": CrossEntropy()} if terms is None else terms
+        self.terms = nn.ModuleDict({name: term for name, term in terms.items() if term.weight})
+        if not self.terms:
+            raise UserError(f"model.loss.terms: no term has a non-zero weight (given: {sorted(terms)})")
+        self.gather, self.local_loss = gather, local_loss
 
     def forward(self, image: Tensor, text: Tensor, logit_scale: Tensor) -> dict[str, Tensor]:
-        terms = {name: self.term(name, image, text, logit_scale) for name in self.weights}
-        return {"loss": sum(self.weights[name] * value for name, value in terms.items()), **terms}
+        if not (self.gather and world_size() > 1):
+            values = {name: term(image, text, logit_scale) for name, term in self.terms.items()}
+        else:
+            (image_all, offset), (text_all, _) = gather_with_grad(image), gather_with_grad(text)
+            values = {}
+            for name, term in self.terms.items():
+                if self.local_loss and isinstance(term, CrossEntropy):
+                    values[name] = term.local(image, text, image_all, text_all, logit_scale, offset)
+                else:
+                    values[name] = term(image_all, text_all, logit_scale)
+        return {"loss": sum(self.terms[name].weight * value for name, value in values.items()), **values}

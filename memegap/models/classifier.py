@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
+from memegap.batch import float_images
 from memegap.errors import UserError
 from memegap.models.staged import StagedModule
 from memegap.nets.backbones import eval_frozen_batchnorm, freeze_stages
@@ -81,7 +82,7 @@ class ImageClassifier(StagedModule):
         return self
 
     def embed(self, batch: dict) -> dict[str, Tensor]:
-        return {"image": self.backbone(batch["image"])}
+        return {"image": self.backbone(float_images(batch["image"]))}
 
     def _step(self, batch: dict, stage: str) -> dict:
         features = self.embed(batch)["image"]

@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 import torch
 from torch import Tensor, nn
 
+from memegap.batch import float_images
 from memegap.models.staged import StagedModule
 from memegap.nets.adapters import AdapterWithoutGradientError, adapters_without_gradient, add_dora
 
@@ -52,7 +53,7 @@ class ContrastiveDualEncoder(StagedModule):
         """N strings -> N×D (raw, not normalised)."""
 
     def embed(self, batch: dict) -> dict[str, Tensor]:
-        return {"image": self.embed_images(batch["image"]), "text": self.embed_texts(batch["text"])}
+        return {"image": self.embed_images(float_images(batch["image"])), "text": self.embed_texts(batch["text"])}
 
     def _step(self, batch: dict, stage: str) -> dict:
         embeddings = self.embed(batch)
@@ -75,6 +76,12 @@ class ContrastiveDualEncoder(StagedModule):
                 f"trainer.accumulate_grad_batches={accumulated} does not give a bigger contrastive batch: every loss term "
                 f"compares a pair only with the other pairs of its own batch (data.batch_size). Raise data.batch_size "
                 f"instead, or use gradient checkpointing to fit it."
+            )
+        if self.trainer.world_size > 1 and not getattr(self.loss, "gather", True):
+            rank_zero_warn(
+                f"model.loss.gather=false on {self.trainer.world_size} DDP processes: every loss term compares a pair only "
+                f"with the other pairs of its own rank's batch ({self.trainer.world_size}× fewer negatives than the "
+                f"global batch). Set model.loss.gather=true to gather the pairs of every rank."
             )
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

@@ -7,6 +7,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from memegap.batch import float_images
 from memegap.errors import UserError
 from memegap.nets.backbones import eval_frozen_batchnorm, freeze_stages
 
@@ -58,13 +59,14 @@ class SiameseNet(L.LightningModule):
         return self
 
     def features(self, images: Tensor, ids: list[str] | None) -> Tensor:
-        """The extractor's features (N×F), from the cache when the extractor is frozen and ids are given."""
+        """The extractor's features (N×F) of uint8 or float images, from the cache when the extractor is
+        frozen and ids are given."""
         if not (self.extractor_frozen and self.cache_features and ids is not None):
-            return self.backbone(images)
+            return self.backbone(float_images(images))
         missing = [k for k, key in enumerate(ids) if key not in self._feature_cache]
         if missing:
             with torch.no_grad():
-                computed = self.backbone(images[missing])
+                computed = self.backbone(float_images(images[missing]))
             for k, row in zip(missing, computed):
                 self._feature_cache[ids[k]] = row.detach()
         return torch.stack([self._feature_cache[key] for key in ids]).to(images.device)

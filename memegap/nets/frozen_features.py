@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from memegap.batch import float_images
+
 
 @torch.no_grad()
 def image_features(images: Tensor, batch_size: int = 64) -> np.ndarray:
@@ -14,7 +16,7 @@ def image_features(images: Tensor, batch_size: int = 64) -> np.ndarray:
     from memegap.nets.towers import EfficientNetLite0
 
     tower = EfficientNetLite0().eval()
-    return torch.cat([tower(images[k : k + batch_size].float() / 255.0) for k in range(0, len(images), batch_size)]).numpy()
+    return torch.cat([tower(float_images(images[k : k + batch_size])) for k in range(0, len(images), batch_size)]).numpy()
 
 
 @torch.no_grad()

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from memegap.batch import float_images
 from memegap.errors import UserError, reported_as_one_line
 from memegap.utils.cli import HelpFormatter, number_in
 from memegap.utils.io import atomic_path
@@ -90,8 +91,8 @@ def build_or_load_index(run_dir: Path, model, images: Path, image_size: int, sto
     readable = [row for row in store.rows() if row["status"] == "ok"]
     if len(readable) < len(files):
         log.warning("%d of %d images could not be read and are left out of the index", len(files) - len(readable), len(files))
-    pixels = store.load([row["key"] for row in readable])
-    embeddings = torch.cat([model.embed_images(pixels[start : start + EMBED_BATCH].float() / 255.0) for start in range(0, len(pixels), EMBED_BATCH)])
+    pixels = store.view([row["key"] for row in readable])
+    embeddings = torch.cat([model.embed_images(float_images(pixels[start : start + EMBED_BATCH])) for start in range(0, len(pixels), EMBED_BATCH)])
     index = faiss.IndexFlatIP(embeddings.shape[1])
     index.add(normalised(embeddings))
     folder.mkdir(parents=True, exist_ok=True)
@@ -209,7 +210,7 @@ def texts_for_image(args: argparse.Namespace, cfg, model) -> list[tuple[float, s
         pixels = decode_rgb(args.image, int(cfg.data.image_size))
     except (OSError, ValueError, Image.DecompressionBombWarning) as error:
         raise UserError(f"--image {args.image}: not a readable image ({error})") from None
-    image = torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+    image = float_images(torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0))
     image_embedding = normalised(model.embed_images(image))
     text_embeddings = normalised(torch.cat([model.embed_texts(texts[start : start + EMBED_BATCH]) for start in range(0, len(texts), EMBED_BATCH)]))
     scores = text_embeddings @ image_embedding[0]

@@ -27,6 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from sklearn.metrics import f1_score
 
+from memegap.batch import float_images
 from memegap.config import CONFIG_DIR
 from memegap.studies.posts.coco_posts import build_coco_posts
 from memegap.data.splits import SPLITS
@@ -69,7 +70,7 @@ def image_outputs(model, images: torch.Tensor, batch_size: int = 64) -> tuple[np
     """Penultimate features N×D and class probabilities N×C of uint8 images N×3×S×S."""
     features, probabilities = [], []
     for start in range(0, len(images), batch_size):
-        batch = model.backbone(images[start : start + batch_size].float() / 255.0)
+        batch = model.backbone(float_images(images[start : start + batch_size]))
         features.append(batch)
         probabilities.append(torch.softmax(model.head(batch), dim=1))
     return torch.cat(features).numpy(), torch.cat(probabilities).numpy()
