@@ -36,7 +36,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from memegap.data.coco_captions import CocoCaptionsDataModule
-from memegap.data.image_store import decode_rgb
+from memegap.data.image_store import ChunkReader, _LitdataReader, decode_rgb
 
 SIZE, BATCH, PER_FILE_SAMPLE = 224, 90, 1_000
 
@@ -64,8 +64,8 @@ def make_source(folder: Path, n: int) -> Path:
     return folder
 
 
-def data_module(folder: Path, store_dir: Path, num_workers: int = 0) -> CocoCaptionsDataModule:
-    return CocoCaptionsDataModule(root=str(folder), image_dir="images", image_size=SIZE, batch_size=BATCH, num_workers=num_workers,
+def data_module(folder: Path, store_dir: Path, store_workers: int = 1) -> CocoCaptionsDataModule:
+    return CocoCaptionsDataModule(root=str(folder), image_dir="images", image_size=SIZE, batch_size=BATCH, store_workers=store_workers,
                                   split_fractions=(0.9, 0.05, 0.05), store_dir=str(store_dir))
 
 
@@ -117,8 +117,23 @@ def loader_rates(folder: Path, store_dir: Path, work: Path) -> dict:
     memmap_path.unlink()
     paths = [folder / "images" / f"{int(key):06d}.jpg" for key in train.groups]
     per_file_rate = images_per_second(DataLoader(Files([paths[k] for k in range(0, len(paths), max(1, len(paths) // PER_FILE_SAMPLE))]), batch_size=BATCH))
-    return {"store_loader": round(store_rate, 1), "memmap": round(memmap_rate, 1), "per_file": round(per_file_rate, 1),
+    readers = reader_rates(train.images, order)
+    return {"store_loader": round(store_rate, 1), "memmap": round(memmap_rate, 1), "per_file": round(per_file_rate, 1), **readers,
             "store_over_per_file": round(store_rate / per_file_rate, 1), "store_over_memmap": round(store_rate / memmap_rate, 3)}
+
+
+def reader_rates(images, order: list[int], sample: int = 2_000) -> dict:
+    """Random access to single images of the store, the two ways issue 36 names: our reader of litdata's
+    chunk files (os.pread, what StoredImages uses) against litdata's StreamingDataset[i]; images/s."""
+    rows = [int(images.rows[k]) for k in order[:sample]]
+    rates = {}
+    for name, reader in (("pread_reader", ChunkReader.of(images.store_dir, images.size)), ("litdata_streaming_dataset", _LitdataReader(images.store_dir))):
+        started = time.perf_counter()
+        for row in rows:
+            reader.image(row)
+        rates[name] = round(len(rows) / (time.perf_counter() - started), 1)
+    rates["pread_over_litdata"] = round(rates["pread_reader"] / rates["litdata_streaming_dataset"], 2)
+    return rates
 
 
 def child_peak_memory(folder: Path, store_dir: Path, in_memory: bool) -> dict:
@@ -196,7 +211,7 @@ def main() -> None:
             rates = {}
             for workers in (2, 1):  # the data module builds its own store; the 2-worker one is kept for the rest
                 started = time.perf_counter()
-                data_module(folder, work / f"store_{n}_{workers}", num_workers=workers).setup()
+                data_module(folder, work / f"store_{n}_{workers}", store_workers=workers).setup()
                 rates[f"{workers}_workers"] = round(n / (time.perf_counter() - started), 1)
             shutil.rmtree(work / f"store_{n}_1")
             store_dir = work / f"store_{n}_2"

@@ -14,6 +14,7 @@ types, before anything is loaded. `register_configs()` must run before Hydra com
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +47,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "data.batch_size": (1, None),
     "data.eval_batch_size": (1, None),
     "data.num_workers": (0, None),
+    "data.store_workers": (1, None),
     "data.max_per_split": (1, None),
     "data.split_fractions": (0, 1),
     "data.n_bins": (2, None),
@@ -62,7 +64,41 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "callbacks.popularity_report.bootstrap_resamples": (0, None),
     "callbacks.embedding_geometry.bins": (1, None),
     "trainer.accumulate_grad_batches": (1, None),
+    "trainer.max_epochs": (-1, None),  # -1: no limit (Lightning); 0 is refused by check_training_length
+    "trainer.max_steps": (-1, None),
+    "trainer.min_epochs": (0, None),
+    "trainer.check_val_every_n_epoch": (1, None),
+    "trainer.log_every_n_steps": (1, None),
 }
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+# Counts that start one process each: bounded by the cores this process may use (each DataLoader
+# worker holds its own copy of the dataset's state; 1,000 of them ran a 24 GB machine out of memory).
+WORKERS_PER_CORE = 2
+PROCESS_COUNTS = ("data.num_workers", "data.store_workers")
+
+
+def check_process_counts(cfg: DictConfig) -> None:
+    bound = WORKERS_PER_CORE * usable_cores()
+    for key in PROCESS_COUNTS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > bound:
+            raise ConfigError(f"{key}={value}: at most {bound} on this machine ({WORKERS_PER_CORE} × the {usable_cores()} CPU cores "
+                              "this process may use); each is a process with its own memory")
+
+
+def check_training_length(cfg: DictConfig) -> None:
+    """A fit of zero epochs or steps trains nothing; it once tested twice and ended on a missing metric."""
+    if not cfg.get("train", False):
+        return
+    for key in ("trainer.max_epochs", "trainer.max_steps"):
+        if OmegaConf.select(cfg, key, default=None) == 0:
+            raise ConfigError(f"{key}=0: a fit of zero {key.split('_')[-1]} trains nothing; use a positive value (-1: no limit), "
+                              "or memegap-eval to only test a checkpoint")
 
 
 def check_ranges(cfg: DictConfig) -> None:
@@ -106,6 +142,8 @@ def validate_config(cfg: DictConfig) -> None:
         if isinstance(node, DictConfig) and "_target_" in node:
             validate_tree(node, group)
     check_ranges(cfg)
+    check_process_counts(cfg)
+    check_training_length(cfg)
 
 
 def validate_tree(node: DictConfig, key: str) -> None:
@@ -183,11 +221,29 @@ def type_name(annotation: Any) -> str:
 
 
 def config_subdir(run_dir: str) -> str:
-    """Where Hydra saves this invocation's config in the run dir: `.hydra` for the first run, and
-    `.hydra/attempt-<time>` for every later one (a resume), so the first config is never overwritten."""
-    if (Path(run_dir) / ".hydra" / "config.yaml").exists():
+    """Where Hydra saves this invocation's config in the run dir, and the claim of the dir (its lock,
+    taken here, the first code of ours Hydra runs after making the dir): `.hydra` when the dir holds no
+    run yet (so `.hydra/config.yaml` is always the config of the run that trained its checkpoints, even
+    after a refused or failed start), `.hydra/attempt-<time>` for a resume of a run, and a throwaway
+    `.hydra/refused-<pid>` when another process runs in the dir (the start is then refused)."""
+    from memegap.utils.run_dir import holds_a_run, lock_run_dir
+
+    if not lock_run_dir(Path(run_dir)):
+        return f".hydra/refused-{os.getpid()}"
+    if holds_a_run(Path(run_dir)):
         return f".hydra/attempt-{datetime.now():%Y-%m-%d_%H-%M-%S}"
     return ".hydra"
+
+
+def run_name(run_id: Any) -> str:
+    """`run_id` as the name of a run dir: one path component (no `/`, not `.` or `..`), so that a run
+    dir is always logs/<task>/runs/<run_id>. Used by the Hydra run dir's interpolation."""
+    name = str(run_id)
+    if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("-"):
+        print(f"memegap: error: run_id={name}: a run_id is a name, not a path (letters, digits, '-', '_', '.'): "
+              "the run dir is always logs/<task>/runs/<run_id>", file=sys.stderr)
+        raise SystemExit(2)
+    return name
 
 
 def group_choices() -> str:
@@ -235,6 +291,7 @@ def register_configs() -> None:
     if not OmegaConf.has_resolver("memegap_config_subdir"):
         OmegaConf.register_new_resolver("memegap_config_subdir", config_subdir, use_cache=True)
         OmegaConf.register_new_resolver("memegap_group_choices", group_choices)
+        OmegaConf.register_new_resolver("memegap_run_name", run_name)
     store = ConfigStore.instance()
     for group in SCHEMA_GROUPS:
         for path in sorted((Path(CONFIG_DIR) / group).glob("*.yaml")):

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from memegap.config import CONFIG_DIR, check_accelerator, register_configs, validate_config
 from memegap.errors import UserError, reported_as_one_line
 from memegap.utils.run import prepare_run, resolve_ckpt_path, run_attempt, scalar_metrics, show_metrics
-from memegap.utils.run_dir import EVAL_MAY_CHANGE, StartRecord, check_checkpoint_config, claim_run_dir, load_checkpoint, save_metrics
+from memegap.utils.run_dir import EVAL_MAY_CHANGE, StartRecord, check_checkpoint_config, claim_run_dir, load_checkpoint, run_dir_released, save_metrics
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -43,11 +43,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir) if cfg.get("ckpt_path") else None
         if ckpt_path:
             check_checkpoint_config(load_checkpoint(ckpt_path), ckpt_path, cfg, EVAL_MAY_CHANGE)
-    datamodule, model, trainer = prepare_run(cfg, run_dir)
-    with run_attempt(run_dir), warnings.catch_warnings():
+        datamodule, model, trainer = prepare_run(cfg, run_dir)
+    with run_attempt(run_dir), warnings.catch_warnings(), run_dir_released(run_dir):
         # the checkpoint's training callbacks (checkpointing, RNG state) are left out on purpose
         warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks used to create")
-        metrics = scalar_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0])
+        try:
+            metrics = scalar_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0])
+        except RuntimeError as error:  # allow_config_change=true with other sizes: the weights cannot load
+            if "loading state_dict" not in str(error):
+                raise
+            raise UserError(f"ckpt_path={ckpt_path}: its weights do not fit this config's model ({str(error).splitlines()[1].strip()[:160]} ...): "
+                            "evaluate it with the sizes it was trained with") from None
         show_metrics(metrics, "test metrics")
         log.info("metrics saved to %s", save_metrics(run_dir, {"test": metrics}))
     return metrics

@@ -11,13 +11,16 @@ import logging
 from pathlib import Path
 
 import hydra
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
 from memegap.callbacks.config_record import ConfigInCheckpoint
 from memegap.config import CONFIG_DIR, check_accelerator, register_configs, validate_config
 from memegap.errors import UserError, reported_as_one_line
 from memegap.utils.run import log_hyperparameters, metric_value, prepare_run, resolve_ckpt_path, run_attempt, scalar_metrics, show_metrics
-from memegap.utils.run_dir import StartRecord, check_checkpoint_config, claim_run_dir, load_checkpoint, model_and_data_config, read_metrics, save_metrics
+from memegap.utils.run_dir import (
+    StartRecord, check_checkpoint_config, claim_run_dir, load_checkpoint, model_and_data_config, read_metrics, run_dir_released, save_metrics,
+)
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -42,7 +45,14 @@ def train(cfg: DictConfig) -> dict[str, dict[str, float]]:
         ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
         if ckpt_path:
             check_checkpoint_config(load_checkpoint(ckpt_path), ckpt_path, cfg)
-    datamodule, model, trainer = prepare_run(cfg, run_dir, [ConfigInCheckpoint(model_and_data_config(cfg))])
+        datamodule, model, trainer = prepare_run(cfg, run_dir, [ConfigInCheckpoint(model_and_data_config(cfg))])
+    with run_dir_released(run_dir):
+        return train_in(run_dir, cfg, datamodule, model, trainer, ckpt_path)
+
+
+def train_in(run_dir: Path, cfg: DictConfig, datamodule, model, trainer, ckpt_path: str | None) -> dict[str, dict[str, float]]:
+    """The attempt itself, in a claimed run dir: (test,) fit, test; the optimized metric is checked
+    before the attempt is recorded as finished (the state file says what the command's exit says)."""
     metrics: dict[str, dict[str, float]] = {}
     with run_attempt(run_dir):
         log_hyperparameters(cfg, model, trainer)
@@ -50,7 +60,13 @@ def train(cfg: DictConfig) -> dict[str, dict[str, float]]:
             metrics["before_fit"] = scalar_metrics(trainer.test(model, datamodule=datamodule, verbose=False)[0])
             save_metrics(run_dir, metrics)
         if cfg.get("train"):
-            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            try:
+                trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            except MisconfigurationException as error:  # the best checkpoint's monitor: optimized_metric
+                if "could not find the monitored key" not in str(error):
+                    raise
+                metric_value(scalar_metrics(trainer.callback_metrics), cfg.get("optimized_metric"))  # names it in one line
+                raise
             metrics["fit"] = scalar_metrics(trainer.callback_metrics)
             save_metrics(run_dir, metrics)
         if cfg.get("test"):
@@ -60,6 +76,8 @@ def train(cfg: DictConfig) -> dict[str, dict[str, float]]:
             metrics["test"] = scalar_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0])
             show_metrics(metrics["test"], "test metrics (best checkpoint)" if best else "test metrics")
         log.info("metrics saved to %s", save_metrics(run_dir, metrics))
+        if cfg.get("train"):
+            optimized_value(metrics, cfg)
     log.info("run dir: %s", run_dir)
     return read_metrics(run_dir)
 
@@ -70,8 +88,13 @@ def main(cfg: DictConfig) -> float | None:
         metrics = train(cfg)
         if not cfg.get("train"):  # a test-only run has no validation metrics to optimise
             return None
-        flat = {name: value for stage in ("fit", "test") for name, value in metrics.get(stage, {}).items()}
-        return metric_value(flat, cfg.get("optimized_metric"))
+        return optimized_value(metrics, cfg)
+
+
+def optimized_value(metrics: dict[str, dict[str, float]], cfg: DictConfig) -> float | None:
+    """The value of cfg.optimized_metric among the fit and test metrics (what Hydra sweepers optimise)."""
+    flat = {name: value for stage in ("fit", "test") for name, value in metrics.get(stage, {}).items()}
+    return metric_value(flat, cfg.get("optimized_metric"))
 
 
 if __name__ == "__main__":

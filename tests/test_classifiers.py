@@ -107,6 +107,7 @@ def test_cifar_reader_splits_standardises_and_maps_coarse_labels(tmp_path):
     assert [len(data.datasets[split]) for split in ("train", "val", "test")] == [180, 20, 40]
     labels = data.datasets["test"].labels.tolist()
     assert sorted(set(labels)) == sorted({COARSE_OF_FINE[0], COARSE_OF_FINE[49]})  # 4 (fruit...), 10 (outdoor scenes)
+    torch.manual_seed(0)  # the augmentation draws from the global RNG: its state after earlier tests moved the mean past the bound
     train = torch.stack([data.datasets["train"][k]["image"] for k in range(180)])  # standardised (and augmented)
     assert train.mean().abs() < 0.1 and (train.std() - 1).abs() < 0.15
     # val is stratified by fine class: 5 of each of the 4 classes

@@ -250,3 +250,19 @@ def test_the_real_sentiment_csv_keeps_every_row_column_and_its_line_endings(shar
     assert len(updated) == len(original) == 15_613
     pd.testing.assert_frame_equal(updated[list(original.columns)], original)
     assert line_ending(table) == "\r"  # the file's own line ending is kept
+
+
+def test_download_refuses_a_read_only_table_and_says_where_the_images_went(tmp_path, capsys, caplog):
+    with faulty_image_server(fault_rate=0.0) as server:
+        table = tmp_path / "posts.csv"
+        table.write_text(f"caption,image_url\nhello,{server.url}/good/3.png\n")
+        original = table.read_bytes()
+        os.chmod(table, 0o444)
+        status, _, err = run_cli(["download", "--table", str(table)], capsys)
+        assert_one_line_error(status, err, f"--table {table}: read-only", "nothing was downloaded")
+        assert table.read_bytes() == original and not (tmp_path / "images").exists()
+        os.chmod(table, 0o644)
+        caplog.set_level("INFO", logger="memegap.collect.cli")
+        status, out, err = run_cli(["download", "--table", str(table)], capsys)
+    assert status == 0 and '"ok": 1' in out
+    assert f"images in {tmp_path / 'images'}; {table} updated" in caplog.text  # the log line says where and what

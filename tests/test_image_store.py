@@ -126,7 +126,7 @@ if __name__ == "__main__":
     folder = Path(sys.argv[1])
     files = [(p.stem, p) for p in sorted(folder.glob("*.png"))]
     with reported_as_one_line("build"):
-        ImageStore(sys.argv[2], "big", 64, chunk_bytes="64KB").ensure(files, num_workers=2)
+        ImageStore(sys.argv[2], "big", 64, chunk_bytes="64KB").ensure(files, workers=2)
     print("finished")
 """
 
@@ -191,7 +191,7 @@ def test_a_plain_script_that_builds_a_store_at_its_top_level_finishes(tmp_path):
         "from pathlib import Path\n"
         "from memegap.data.image_store import ImageStore\n"
         f"files = [(p.stem, p) for p in sorted(Path({str(tmp_path / 'images')!r}).glob('*.png'))]\n"
-        f"store = ImageStore({str(tmp_path / 'store')!r}, 'script', 16).ensure(files, num_workers=2)\n"
+        f"store = ImageStore({str(tmp_path / 'store')!r}, 'script', 16).ensure(files, workers=2)\n"
         "print('built', len(store.rows()), 'rows')\n"
     )
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, cwd=tmp_path)

@@ -29,12 +29,12 @@ def ridge_predict(train_x: np.ndarray, train_target: np.ndarray, test_x: np.ndar
 def baseline_predictions(train: dict, test: dict, target: str, k: int = 10, seed: int = 0) -> dict[str, np.ndarray]:
     """Predicted likes of the test memes by each baseline.
 
-    train / test: {"images": uint8 N×3×S×S, "texts": list[str], "target": N (target scale)}.
+    train / test: {"images": uint8 N×3×S×S (a tensor or a store view), "texts": list[str], "target": N (target scale)}.
     """
     train_target, n_test = np.asarray(train["target"], dtype=np.float64), len(test["target"])
     n_train = len(train_target)
     # each tower loaded once, for the training and test memes together
-    images = image_features(torch.cat([train["images"], test["images"]]))
+    images = image_features(train["images"], test["images"])
     texts = text_features([*train["texts"], *test["texts"]])
     image_train, image_test, text_train, text_test = images[:n_train], images[n_train:], texts[:n_train], texts[n_train:]
     generator = torch.Generator().manual_seed(seed)

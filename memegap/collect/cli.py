@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
 
@@ -23,6 +24,8 @@ from memegap.utils.tables import read_user_columns, relative_to_table, update_us
 from memegap.collect.twitter import TOKEN_ENV, MinerSettings, TwitterMiner
 from memegap.errors import UserError, reported_as_one_line
 from memegap.utils.cli import HelpFormatter, number_in
+
+log = logging.getLogger(__name__)
 
 PROGRAM = "memegap-collect"
 
@@ -51,6 +54,9 @@ def run_download(args: argparse.Namespace) -> dict:
     settings = download_settings(args)
     if args.table:
         table = Path(args.table)
+        if table.is_file() and (not os.access(table, os.W_OK) or not table.stat().st_mode & 0o222):  # marked read-only (root may write it anyway)
+            raise UserError(f"--table {table}: read-only, and download fills its image_path and download_status columns: "
+                            "make it writable (chmod u+w) or pass a copy (nothing was downloaded)")
         urls = read_user_columns(table, (args.url_column,), hint="; name the URL column with --url-column")[args.url_column]
         downloader = Downloader(Path(args.out) if args.out else table.parent / "images", settings)
         rows = {row["url"]: row for row in downloader.fetch_all([url for url in urls if url])}
@@ -59,12 +65,15 @@ def run_download(args: argparse.Namespace) -> dict:
             "image_path": [relative_to_table(files[url], table) if url and files[url] else None for url in urls],
             "download_status": [rows[url]["status"] if url else "no_url" for url in urls],
         })
+        log.info("images in %s; %s updated: image_path and download_status (why a row failed or was rejected: its "
+                 "download_status)", downloader.out_dir, table)
     else:
         urls_file = Path(args.urls)
         if not urls_file.is_file():
             raise UserError(f"--urls {urls_file}: no such file (nothing was created)")
         urls = [line.strip() for line in urls_file.read_text().splitlines() if line.strip() and not line.startswith("#")]
         rows = {row["url"]: row for row in Downloader(args.out, settings).fetch_all(urls)}
+        log.info("images in %s (each URL's status and reason in %s)", args.out, Path(args.out) / "manifest.parquet")
     return {status: sum(r["status"] == status for r in rows.values()) for status in ("ok", "rejected", "failed")}
 
 

@@ -135,6 +135,7 @@ class ArasaacDataModule(PairedDataModule):
         batch_size: int = 90,
         eval_batch_size: int = 256,
         num_workers: int = 0,
+        store_workers: int | None = None,
         split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
         max_per_split: int | None = None,
         exclude_sex: bool = False,
@@ -180,7 +181,7 @@ class ArasaacDataModule(PairedDataModule):
 
     def _store(self, pictograms: list[ArasaacPictogram]) -> ImageStore:
         source = "arasaac-" + hashlib.sha1(str(Path(self.hparams.root).resolve()).encode()).hexdigest()[:8]
-        return ImageStore(self.hparams.store_dir, source, self.hparams.image_size).ensure([(p.key, p.path) for p in pictograms], self.hparams.num_workers)
+        return ImageStore(self.hparams.store_dir, source, self.hparams.image_size).ensure([(p.key, p.path) for p in pictograms], self.hparams.store_workers)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:

@@ -117,6 +117,7 @@ class CocoCaptionsDataModule(PairedDataModule):
         batch_size: int = 90,
         eval_batch_size: int = 256,
         num_workers: int = 0,
+        store_workers: int | None = None,
         split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
         max_per_split: int | None = None,
         seed: int = 0,
@@ -138,7 +139,7 @@ class CocoCaptionsDataModule(PairedDataModule):
         root = Path(hp.root)
         images, self.counts = read_coco_captions(root / hp.captions_file, root / hp.image_dir, tuple(hp.split_fractions))
         source = "coco-" + hashlib.sha1(str((root / hp.captions_file).resolve()).encode()).hexdigest()[:8]
-        store = ImageStore(hp.store_dir, source, hp.image_size).ensure([(str(image.image_id), image.path) for image in images], hp.num_workers)
+        store = ImageStore(hp.store_dir, source, hp.image_size).ensure([(str(image.image_id), image.path) for image in images], hp.store_workers)
         readable = {row["key"] for row in store.rows() if row["status"] == "ok"}
         self.counts["unreadable_images"] = len(images) - len(readable)
         for split in SPLITS:

@@ -126,6 +126,7 @@ class ImageSentimentDataModule(LabelledImageDataModule):
         batch_size: int = 32,
         eval_batch_size: int = 128,
         num_workers: int = 0,
+        store_workers: int | None = None,
         max_per_split: int | None = None,
         seed: int = 0,
         store_dir: str = "data/store",
@@ -153,7 +154,7 @@ class ImageSentimentDataModule(LabelledImageDataModule):
         downloaded = [row for row in rows if row.image is not None and row.download_status in (None, "ok")]
         self.counts["not_downloaded"] = len(rows) - len(downloaded)
         store = ImageStore(self.hparams.store_dir, table_store_name("image_sentiment", table), self.hparams.image_size)
-        store.ensure([(row.unit_id, row.image) for row in downloaded], self.hparams.num_workers)
+        store.ensure([(row.unit_id, row.image) for row in downloaded], self.hparams.store_workers)
         readable = {record["key"] for record in store.rows() if record["status"] == "ok"}
         self.counts["unreadable"] = len(downloaded) - len(readable)
         augment = [v2.RandomHorizontalFlip()] if self.hparams.augment else []  # our choice; the challenge names none

@@ -145,6 +145,15 @@ def random_state_kept() -> Iterator[None]:
         torch.random.set_rng_state(states[2])
 
 
+MAX_DEFAULT_STORE_WORKERS = 4
+
+
+def default_store_workers() -> int:
+    """The store build's worker processes when data.store_workers is unset: this process's cores, at most 4."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_STORE_WORKERS, cores))
+
+
 def is_url(location: str | Path) -> bool:
     """Whether a store location is on object storage (`s3://bucket/prefix`), not a local folder."""
     return "://" in str(location)
@@ -189,21 +198,24 @@ class ImageStore:
         marker = self.dir / COMPLETE
         return marker.exists() and json.loads(marker.read_text()).get("fingerprint") == fingerprint(files, self.size)
 
-    def ensure(self, files: Sequence[tuple[str, Path]], num_workers: int = 0) -> ImageStore:
+    def ensure(self, files: Sequence[tuple[str, Path]], workers: int | None = None) -> ImageStore:
         """Build the store from (key, file) pairs unless a complete one of the same inputs exists.
         Safe to call from several processes at once (a file lock; the first builds, the others wait).
-        num_workers: the data module's loader workers (data.num_workers); the build runs on as many litdata
-        worker processes, at least one (decoding is the cost: 118k COCO JPEGs take one process tens of minutes)."""
+        workers: litdata worker processes for the build (data.store_workers; None: the cores this process
+        may use, at most MAX_DEFAULT_STORE_WORKERS). Decoding is the cost: 118k COCO JPEGs take one
+        process tens of minutes."""
         if getattr(multiprocessing.current_process(), "_inheriting", False):  # a process being spawned re-runs its parent's script
             raise UserError("an image store was asked for while Python was starting a worker process and re-running the script "
                             "that started it: put the code that sets up the data module under `if __name__ == \"__main__\":`")
         if self.remote:
             return self._ensure_remote()
+        if not files:
+            raise UserError(f"{self.dir}: no images to pack: the source lists none (an empty table or folder); check data.* paths")
         self.dir.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.dir) + ".lock"):
             if not self.is_complete(files):
                 with random_state_kept():
-                    self._build(files, max(1, num_workers))
+                    self._build(files, workers or default_store_workers())
         return self
 
     def _ensure_remote(self) -> ImageStore:
@@ -232,7 +244,7 @@ class ImageStore:
         self._remove_abandoned_builds()
         building = self.dir.with_name(f".{self.dir.name}.building-{os.getpid()}")
         shutil.rmtree(building, ignore_errors=True)
-        log.info("packing %d images of %s at %d px into %s (once; %d worker process%s, data.num_workers)", len(files),
+        log.info("packing %d images of %s at %d px into %s (once; %d worker process%s, data.store_workers)", len(files),
                  self.dir.parent.name, self.size, self.dir, num_workers, "" if num_workers == 1 else "es")
         started = time.perf_counter()
         with ctrl_c_stops_the_workers(), workers_do_not_import_the_caller():

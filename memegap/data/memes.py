@@ -115,6 +115,7 @@ class MemesDataModule(SplitLoaders, L.LightningDataModule):
         batch_size: int = 32,
         eval_batch_size: int = 128,
         num_workers: int = 0,
+        store_workers: int | None = None,
         max_per_split: int | None = None,
         seed: int = 0,
         store_dir: str = "data/store",
@@ -157,7 +158,7 @@ class MemesDataModule(SplitLoaders, L.LightningDataModule):
         downloaded = [m for m in memes if m.image is not None and m.download_status in (None, "ok")]
         self.counts["no_image"] = len(memes) - len(downloaded)
         store = ImageStore(self.hparams.store_dir, table_store_name("memes", table), self.hparams.image_size)
-        store.ensure([(m.id, m.image) for m in downloaded], self.hparams.num_workers)
+        store.ensure([(m.id, m.image) for m in downloaded], self.hparams.store_workers)
         readable = {row["key"] for row in store.rows() if row["status"] == "ok"}
         memes = [m for m in downloaded if m.id in readable]
         self.counts["unreadable"] = len(downloaded) - len(memes)

@@ -69,6 +69,8 @@ def read_memes_table(path: str | Path, bad_rows: str = "error") -> MemesTable:
             raise UserError(f"{path}: data row {index + 1}, column {column}: {reason}; fix the row or set data.bad_rows=skip") from None
         row_of_id[meme.id] = index
         memes.append(meme)
+    if not memes:
+        raise UserError(f"{path}: no memes in the table ({skipped} rows skipped as bad): a table of memes needs at least one data row")
     return MemesTable(memes, skipped)
 
 

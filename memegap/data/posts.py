@@ -166,6 +166,7 @@ class PostsDataModule(LabelledImageDataModule):
         batch_size: int = 32,
         eval_batch_size: int = 128,
         num_workers: int = 0,
+        store_workers: int | None = None,
         max_per_split: int | None = None,
         seed: int = 0,
         store_dir: str = "data/store",
@@ -188,7 +189,7 @@ class PostsDataModule(LabelledImageDataModule):
         with_image = [post for post in read.posts if post.image is not None and post.image.is_file()]
         self.counts["missing_image"] = len(read.posts) - len(with_image)
         store = ImageStore(self.hparams.store_dir, table_store_name("posts", table), self.hparams.image_size)
-        store.ensure([(post.post_id, post.image) for post in with_image], self.hparams.num_workers)
+        store.ensure([(post.post_id, post.image) for post in with_image], self.hparams.store_workers)
         readable = {record["key"] for record in store.rows() if record["status"] == "ok"}
         self.counts["unreadable"] = len(with_image) - len(readable)
         kept = [post for post in with_image if post.post_id in readable]

@@ -1,19 +1,38 @@
-"""Samplers and loaders whose order depends only on (seed, epoch), so a resumed run sees the same batches."""
+"""Samplers and loaders whose order depends only on (seed, epoch), so a resumed run sees the same batches,
+and which deal that order out to the DDP ranks themselves."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence, Sized
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
-class EpochSeeded(Sampler):
+def rank_and_world() -> tuple[int, int]:
+    """This process's DDP rank and the number of ranks ((0, 1) outside torch.distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class EpochSeeded(DistributedSampler):
     """The base of every sampler here: the draws of epoch k come from a generator seeded with seed + k
-    only. Lightning calls `set_epoch` at the start of every epoch (as for DistributedSampler), so the
-    order of epoch k is the same in an uninterrupted run and in one resumed from a checkpoint."""
+    only. Lightning calls `set_epoch` at the start of every epoch, so the order of epoch k is the same in
+    an uninterrupted run and in one resumed from a checkpoint.
 
-    def __init__(self, seed: int = 0) -> None:
+    Under DDP every rank draws the same order and takes positions rank, rank + W, ... of it, the order
+    padded with its first items to a multiple of W (as DistributedSampler pads, so that every rank takes
+    as many steps): the ranks' items are disjoint (but for those ≤ W − 1 padded ones) and together the
+    whole split, and the ranks' batch j together are positions j·B·W … (j+1)·B·W − 1 of the order, what
+    one process with batch B·W reads (the grouped sampler's whole groups included), which the
+    contrastive loss's gathered features then see. It is a DistributedSampler so that Lightning keeps it
+    as it is: Lightning's own wrapper would shuffle the order once more and break the groups up.
+    Subclasses define `order()` (the epoch's whole order) and `total()` (its length)."""
+
+    def __init__(self, seed: int = 0) -> None:  # DistributedSampler.__init__ is not called: ranks are read when iterating
         self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -22,6 +41,23 @@ class EpochSeeded(Sampler):
     def generator(self) -> torch.Generator:
         """A fresh generator for this epoch's draws."""
         return torch.Generator().manual_seed(self.seed + self.epoch)
+
+    def order(self) -> list:
+        raise NotImplementedError
+
+    def total(self) -> int:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator:
+        rank, world = rank_and_world()
+        order = self.order()
+        if world == 1:
+            return iter(order)
+        padded = order + order[: math.ceil(len(order) / world) * world - len(order)]
+        return iter(padded[rank::world])
+
+    def __len__(self) -> int:
+        return math.ceil(self.total() / rank_and_world()[1])
 
 
 class EpochSeededSampler(EpochSeeded):
@@ -39,17 +75,17 @@ class EpochSeededSampler(EpochSeeded):
             raise ValueError(f"groups has {len(groups)} keys for {self.size} items")
         self.groups = groups
 
-    def __iter__(self) -> Iterator[int]:
+    def order(self) -> list:
         generator = self.generator()
         order = torch.randperm(self.size, generator=generator).tolist()
         if self.groups is None:
-            return iter(order)
+            return order
         members: dict[str, list[int]] = {}
         for index in order:  # members in random order, groups in the random order of their first member
             members.setdefault(self.groups[index], []).append(index)
-        return iter([index for group in members.values() for index in group])
+        return [index for group in members.values() for index in group]
 
-    def __len__(self) -> int:
+    def total(self) -> int:
         return self.size
 
 
@@ -63,13 +99,13 @@ class OnePerGroupSampler(EpochSeeded):
             self.members.setdefault(group, []).append(index)
         super().__init__(seed)
 
-    def __iter__(self) -> Iterator[int]:
+    def order(self) -> list:
         generator = self.generator()
         groups = list(self.members.values())
         choice = (torch.rand(len(groups), generator=generator) * torch.tensor([len(members) for members in groups])).long().tolist()
-        return iter([groups[k][choice[k]] for k in torch.randperm(len(groups), generator=generator).tolist()])
+        return [groups[k][choice[k]] for k in torch.randperm(len(groups), generator=generator).tolist()]
 
-    def __len__(self) -> int:
+    def total(self) -> int:
         return len(self.members)
 
 
@@ -81,10 +117,10 @@ class WeightedEpochSampler(EpochSeeded):
         super().__init__(seed)
         self.weights = weights.double()
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(torch.multinomial(self.weights, len(self.weights), replacement=True, generator=self.generator()).tolist())
+    def order(self) -> list:
+        return torch.multinomial(self.weights, len(self.weights), replacement=True, generator=self.generator()).tolist()
 
-    def __len__(self) -> int:
+    def total(self) -> int:
         return len(self.weights)
 
 
@@ -103,8 +139,8 @@ class TripletSampler(EpochSeeded):
         far = [b for b in self.members if abs(b - anchor_bin) >= 2]
         return far or [max(self.members, key=lambda b: abs(b - anchor_bin))]
 
-    def __iter__(self):
-        generator = self.generator()
+    def order(self) -> list:
+        generator, triplets = self.generator(), []
         for anchor in torch.randperm(len(self.bins), generator=generator).tolist():
             anchor_bin = int(self.bins[anchor])
             same = self.members[anchor_bin]
@@ -112,9 +148,10 @@ class TripletSampler(EpochSeeded):
             positive = int(others[torch.randint(len(others), (1,), generator=generator)]) if len(others) else anchor
             candidates = torch.cat([self.members[b] for b in self.negative_bins(anchor_bin)])
             negative = int(candidates[torch.randint(len(candidates), (1,), generator=generator)])
-            yield anchor, positive, negative
+            triplets.append((anchor, positive, negative))
+        return triplets
 
-    def __len__(self) -> int:
+    def total(self) -> int:
         return len(self.bins)
 
 
@@ -126,13 +163,13 @@ class PairSampler(EpochSeeded):
         super().__init__(seed)
         self.size = size
 
-    def __iter__(self):
+    def order(self) -> list:
         generator = self.generator()
         firsts = torch.randperm(self.size, generator=generator)
         others = (firsts + torch.randint(1, self.size, (self.size,), generator=generator)) % self.size  # never itself
-        return iter(zip(firsts.tolist(), others.tolist()))
+        return list(zip(firsts.tolist(), others.tolist()))
 
-    def __len__(self) -> int:
+    def total(self) -> int:
         return self.size
 
 

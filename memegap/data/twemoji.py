@@ -159,6 +159,7 @@ class TwemojiDataModule(PairedDataModule):
         batch_size: int = 90,
         eval_batch_size: int = 256,
         num_workers: int = 0,
+        store_workers: int | None = None,
         split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
         max_per_split: int | None = None,
         split_by: str = "base",
@@ -176,7 +177,7 @@ class TwemojiDataModule(PairedDataModule):
     def _store(self, pictograms: list[Pictogram]) -> ImageStore:
         """The packed store of every Twemoji PNG at this image size (built once, then reused)."""
         store = ImageStore(self.hparams.store_dir, "twemoji", self.hparams.image_size)
-        return store.ensure([(p.path.stem, p.path) for p in pictograms], self.hparams.num_workers)
+        return store.ensure([(p.path.stem, p.path) for p in pictograms], self.hparams.store_workers)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:

@@ -3,6 +3,8 @@ the studies (memes likes, posts)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -11,12 +13,14 @@ from memegap.batch import float_images
 
 
 @torch.no_grad()
-def image_features(images: Tensor, batch_size: int = 64) -> np.ndarray:
-    """EfficientNet-Lite0's 1280 ImageNet features of uint8 images N×3×S×S (no training)."""
+def image_features(*image_sets: Sequence, batch_size: int = 64) -> np.ndarray:
+    """EfficientNet-Lite0's 1280 ImageNet features (no training) of uint8 images N×3×S×S: each set a
+    tensor or a store view (StoredImages), read batch_size images at a time; the sets' rows one after
+    the other, the tower loaded once."""
     from memegap.nets.towers import EfficientNetLite0
 
     tower = EfficientNetLite0().eval()
-    return torch.cat([tower(float_images(images[k : k + batch_size])) for k in range(0, len(images), batch_size)]).numpy()
+    return torch.cat([tower(float_images(images[k : k + batch_size])) for images in image_sets for k in range(0, len(images), batch_size)]).numpy()
 
 
 @torch.no_grad()

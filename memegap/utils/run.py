@@ -224,5 +224,9 @@ def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
     if not name:
         return None
     if name not in metrics:
-        raise UserError(f"optimized_metric={name!r} was not logged; logged metrics: {sorted(metrics)}")
+        import difflib
+
+        nearest = difflib.get_close_matches(name, list(metrics), n=3, cutoff=0.0)
+        raise UserError(f"optimized_metric={name!r} was not logged ({len(metrics)} metrics were; the nearest: {', '.join(nearest) or 'none'}); "
+                        "name one of them (metrics.json in the run dir lists all)")
     return metrics[name]

@@ -3,14 +3,24 @@ file that tells a finished run from a failed one, and metrics that are merged, n
 
 Files this module owns in `logs/<task>/runs/<run_id>/`:
 - `run_state.json`: {"status": "running" | "finished" | "failed", "started_at", "ended_at",
-  "exit_code", "error"}; written atomically at the start and at the end of every attempt.
+  "exit_code", "error"}; written atomically at the start and at the end of every attempt. A state
+  that says "running" while no process holds the run dir's lock was killed from outside (the OOM
+  killer, kill -9, a lost machine): the next read records it as failed, saying so.
 - `metrics.json`: {stage: {metric: value}}; each save merges into what the file holds.
+- `.run.lock`: the claim of the run dir. The process that runs in it holds an exclusive flock on it
+  from its first moment (Hydra's config resolver) to its end; the kernel releases it when the process
+  ends in any way, so a second start at the same moment is refused, and a crash leaves no stale claim.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,6 +42,74 @@ RESUME_MAY_CHANGE = ("data.num_workers", "data.eval_batch_size", "data.store_dir
 EVAL_MAY_CHANGE = (*RESUME_MAY_CHANGE, "data.batch_size", "model.optimizer.", "model.warmup_steps", "model.check_adapter_gradients")
 
 
+LOCK_FILE = ".run.lock"
+_held_locks: dict[Path, tuple[int, bool, bool]] = {}  # run dir -> (descriptor of this process's lock, made the dir, made the file)
+# Rank variables of the launchers: a DDP process of rank > 0 works in its rank 0's run dir, which holds the lock.
+RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
+
+
+def is_secondary_process() -> bool:
+    """Whether this is a DDP process of rank > 0 (Lightning's subprocess launcher, torchrun, SLURM)."""
+    return any(os.environ.get(name, "0").isdigit() and int(os.environ.get(name, "0")) > 0 for name in RANK_VARIABLES)
+
+
+def lock_run_dir(run_dir: Path) -> bool:
+    """Take this process's exclusive claim of `run_dir` (made if missing), kept until `release_run_dir`
+    or the process's end; False when another process holds it. Taking it again is a no-op."""
+    key = Path(run_dir).resolve()
+    if key in _held_locks or is_secondary_process():
+        return True
+    made_dir, made_file = not key.exists(), not (key / LOCK_FILE).exists()
+    key.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(key / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return False
+    _held_locks[key] = (descriptor, made_dir, made_file)
+    return True
+
+
+def release_run_dir(run_dir: Path, forget: bool = False) -> None:
+    """Release this process's claim; forget=True (a refused start) also removes the lock file and the
+    dir when this process made them and nothing else is in the dir."""
+    key = Path(run_dir).resolve()
+    held = _held_locks.pop(key, None)
+    if held is None:
+        return
+    descriptor, made_dir, made_file = held
+    if forget and made_file:
+        (key / LOCK_FILE).unlink(missing_ok=True)
+        if made_dir and not any(key.iterdir()):
+            key.rmdir()
+    os.close(descriptor)  # closing the descriptor releases the flock
+
+
+@contextmanager
+def run_dir_released(run_dir: Path) -> Iterator[None]:
+    """Release this process's claim of `run_dir` when the block ends, however it ends."""
+    try:
+        yield
+    finally:
+        release_run_dir(run_dir)
+
+
+def is_held_elsewhere(run_dir: Path) -> bool:
+    """Whether another process holds `run_dir`'s claim now (a run is really running there)."""
+    key = Path(run_dir).resolve()
+    if key in _held_locks or not (key / LOCK_FILE).exists():
+        return False
+    descriptor = os.open(key / LOCK_FILE, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)
+
+
 def holds_a_run(run_dir: Path) -> bool:
     """Whether `run_dir` holds results a new start would destroy: metrics or a checkpoint. (An attempt
     that failed before saving either, e.g. on a wrong config value, may simply be started again.)"""
@@ -42,10 +120,19 @@ def read_state(run_dir: Path) -> dict[str, Any] | None:
     """The run's state; a run dir from before state files counts as finished when it has test metrics."""
     path = run_dir / STATE_FILE
     if path.exists():
-        return json.loads(path.read_text())
+        state = json.loads(path.read_text())
+        if state.get("status") == "running" and Path(run_dir).resolve() not in _held_locks and not is_secondary_process() \
+                and not is_held_elsewhere(run_dir):
+            state |= {"status": "failed", "exit_code": None, "error": KILLED}
+            write_text_atomic(path, json.dumps(state, indent=2) + "\n")
+        return state
     if "test" in read_metrics(run_dir):
         return {"status": "finished"}
     return None
+
+
+KILLED = ("killed from outside: the process ended without recording its end (out of memory, kill -9, or a lost "
+          "machine); resume it with its run_id= and ckpt_path=last if it saved a checkpoint")
 
 
 def write_state(run_dir: Path, status: str, exit_code: int | None = None, error: str | None = None) -> None:
@@ -62,9 +149,18 @@ def claim_run_dir(run_dir: Path, ckpt_path: str | None, command: str = "memegap-
     """Check that this command may write into `run_dir`; returns the earlier run's state (None: new dir).
 
     A dir holding a run is only continued on purpose (`ckpt_path=...`); a new start there is refused,
-    since it would mix old and new checkpoints, metrics and W&B history.
+    since it would mix old and new checkpoints, metrics and W&B history; a dir another process is
+    running in is refused whatever the command (one run per dir, even at the same moment). A new start
+    in a dir without a run (an earlier start failed before its first checkpoint) removes the earlier
+    starts' attempt configs: `.hydra/config.yaml` is then this start's (see config.config_subdir).
     """
+    if not lock_run_dir(run_dir):
+        raise UserError(f"another command is running in the run dir {run_dir} right now (it holds {Path(run_dir) / LOCK_FILE}): "
+                        "wait for it to end, or pass another run_id=")
     if not holds_a_run(run_dir):
+        for attempt in (Path(run_dir) / ".hydra").glob("attempt-*"):
+            if attempt.stat().st_mtime < PROCESS_START - 1:
+                shutil.rmtree(attempt, ignore_errors=True)
         return None
     if ckpt_path is None:
         raise UserError(
@@ -113,14 +209,16 @@ def config_differences(first: dict[str, Any], now: dict[str, Any], may_change: t
     return [f"{key}: {before.get(key, missing)!r} → {after.get(key, missing)!r}" for key in keys if before.get(key, missing) != after.get(key, missing)]
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, option: str = "ckpt_path") -> dict[str, Any]:
     """Read a Lightning checkpoint (weights_only) or fail naming the file, before any work is done."""
+    if not Path(path).is_file():
+        raise UserError(f"{option}={path}: no such checkpoint file" + (" (a folder: pass a .ckpt file in it)" if Path(path).is_dir() else ""))
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # torch raises many types for a truncated or foreign file
-        raise UserError(f"ckpt_path={path}: not a readable checkpoint ({type(error).__name__}: {str(error)[:200]})") from None
+        raise UserError(f"{option}={path}: not a readable checkpoint ({type(error).__name__}: {str(error)[:200]})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise UserError(f"ckpt_path={path}: not a Lightning checkpoint (no state_dict)")
+        raise UserError(f"{option}={path}: not a Lightning checkpoint (no state_dict)")
     return checkpoint
 
 
@@ -136,12 +234,20 @@ def check_checkpoint_config(checkpoint: dict[str, Any], path: str | Path, cfg: D
     if stored is None:
         log.warning("%s holds no record of its config: the data and model settings cannot be checked", path)
         return
-    differences = config_differences(stored, model_and_data_config(cfg), may_change)
+    now = model_and_data_config(cfg)
+    differences = config_differences(stored, now, may_change)
+    shown = "; ".join(differences[:SHOWN_DIFFERENCES]) + (f"; and {len(differences) - SHOWN_DIFFERENCES} more" if len(differences) > SHOWN_DIFFERENCES else "")
+    trained_kind, kind = (stored.get("model") or {}).get("_target_"), (now.get("model") or {}).get("_target_")
+    if trained_kind and kind and trained_kind != kind:  # no setting makes these weights load into another kind of model
+        raise UserError(
+            f"{path} is a checkpoint of {trained_kind.rsplit('.', 1)[-1]}, not of this config's {kind.rsplit('.', 1)[-1]} "
+            f"({len(differences)} keys differ: {shown}): use the experiment and overrides it was trained with"
+        )
     if differences and not cfg.get("allow_config_change"):
-        shown = "; ".join(differences[:SHOWN_DIFFERENCES]) + (f"; and {len(differences) - SHOWN_DIFFERENCES} more" if len(differences) > SHOWN_DIFFERENCES else "")
         raise UserError(
             f"{path} was trained with other settings than this config ({len(differences)} keys differ): {shown}. "
-            "Repeat the first run's overrides (or the same experiment), or add allow_config_change=true if the change is deliberate"
+            "Repeat the first run's overrides (or the same experiment), or add allow_config_change=true if the change is deliberate "
+            "(the model's weights must still fit: the same kind of model, of the same sizes)"
         )
     if differences:
         log.warning("allow_config_change=true: running with changed settings: %s", "; ".join(differences))
@@ -168,27 +274,32 @@ class StartRecord:
         hydra_dir = OmegaConf.select(HydraConfig.get(), "runtime.output_dir", default=None) if HydraConfig.initialized() else None  # missing when composed in-process
         self.active = bool(hydra_dir) and Path(hydra_dir).resolve() == self.run_dir.resolve()
         self.log_sizes = {path: path.stat().st_size for path in self._log_files() if path.exists()} if self.active else {}
-        self.new_dir = self.active and not holds_a_run(self.run_dir) and not (self.run_dir / STATE_FILE).exists() and not any((self.run_dir / ".hydra").glob("attempt-*"))
+        # Another process runs in this dir: Hydra gave this start a throwaway config folder (config.config_subdir).
+        self.shared = self.active and not lock_run_dir(self.run_dir)
+        self.new_dir = not self.shared and self.active and not holds_a_run(self.run_dir) and not (self.run_dir / STATE_FILE).exists() and not any((self.run_dir / ".hydra").glob("attempt-*"))
 
     def __enter__(self) -> StartRecord:
         return self
 
     def __exit__(self, kind, error, traceback) -> None:
-        if isinstance(error, UserError):
-            self.undo()  # a refused start leaves nothing behind
+        if isinstance(error, Exception):
+            self.undo()  # a refused or failed start leaves nothing behind
 
     def _log_files(self) -> list[Path]:
         return [Path(h.baseFilename) for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler) and self.run_dir.resolve() in Path(h.baseFilename).resolve().parents]
 
     def undo(self) -> None:
         if not self.active:
+            release_run_dir(self.run_dir, forget=True)
             return
-        import shutil
-
         root = logging.getLogger()
         for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler) and Path(h.baseFilename) in self.log_sizes]:
             root.removeHandler(handler)  # nothing more is written to the run's log by this invocation
             handler.close()
+        if self.shared:  # the dir and its log are the other process's: only this start's own folder goes
+            shutil.rmtree(self.run_dir / ".hydra" / f"refused-{os.getpid()}", ignore_errors=True)
+            return
+        release_run_dir(self.run_dir, forget=True)
         if self.new_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             return

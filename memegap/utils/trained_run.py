@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from memegap.errors import UserError
+from memegap.utils.run_dir import load_checkpoint
 
 # The model options whose runs embed images and texts (what the study scripts read).
 DUAL_ENCODERS = ("dual_encoder", "clip_dora")
@@ -50,10 +51,15 @@ def best_checkpoint(run_dir: Path) -> Path:
 
 def trained_model(cfg: DictConfig, run_dir: Path, checkpoint_path: Path | None = None) -> torch.nn.Module:
     """The run's model with a checkpoint's weights (default: its best), in eval mode, on the CPU."""
+    path = checkpoint_path or best_checkpoint(run_dir)
+    checkpoint = load_checkpoint(path, "--checkpoint" if checkpoint_path else "checkpoint")  # a missing, unreadable or foreign file: one line naming it
     model = hydra.utils.instantiate(cfg.model, _convert_="all")
-    checkpoint = torch.load(checkpoint_path or best_checkpoint(run_dir), map_location="cpu", weights_only=True)
     model.on_load_checkpoint(checkpoint)  # adds the frozen pretrained weights, which checkpoints leave out
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise UserError(f"{path}: its weights do not fit the model of {run_dir} ({str(error).splitlines()[0][:160]}): "
+                        "pass a checkpoint of this run (or the run dir the checkpoint belongs to)") from None
     return model.eval()
 
 

@@ -17,7 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from memegap.errors import UserError, reported_as_one_line
 from memegap.testing.cifar import write_cifar100
+from memegap.utils.trained_run import require_run_of
+
+CLASSIFIERS = ("cifar_cnn", "resnet_classifier")  # the model options of the classifiers study (conf/model/)
 
 ROWS = {
     "test accuracy": "test/acc",
@@ -66,7 +70,12 @@ def write_twemoji_blocks(root: Path, per_class: int | None = None, test_every: i
 
 
 def table(run_dirs: list[Path]) -> str:
-    """Markdown: each metric before and after training, mean ± standard deviation over the runs."""
+    """Markdown: each metric before and after training, mean ± standard deviation over the runs (each a
+    finished run of a classifier: a run of another kind is refused, it has none of these metrics)."""
+    for run in run_dirs:
+        require_run_of(run, "twemoji_blocks table", models=CLASSIFIERS)
+        if not (run / "metrics.json").is_file():
+            raise UserError(f"{run}: no metrics.json (not a finished run): pass the run dirs of finished twemoji_blocks runs")
     metrics = [json.loads((run / "metrics.json").read_text()) for run in run_dirs]
 
     def cell(stage: str, key: str) -> str:
@@ -87,11 +96,14 @@ def main() -> None:
     commands.add_parser("release", help="write the CIFAR-format release").add_argument("folder", type=Path)
     commands.add_parser("table", help="markdown table of finished runs").add_argument("runs", type=Path, nargs="+")
     args = parser.parse_args()
-    if args.command == "release":
-        counts = write_twemoji_blocks(args.folder)
-        print(f"wrote {sum(counts.values())} pictures ({counts}) to {args.folder / 'cifar-100-python'}")
-    else:
-        print(table(args.runs))
+    with reported_as_one_line("twemoji_blocks"):
+        if args.command == "release":
+            if args.folder.exists() and not args.folder.is_dir():
+                raise UserError(f"{args.folder}: a file, not a folder: pass the folder to write the release into (made if missing)")
+            counts = write_twemoji_blocks(args.folder)
+            print(f"wrote {sum(counts.values())} pictures ({counts}) to {args.folder / 'cifar-100-python'}")
+        else:
+            print(table(args.runs))
 
 
 if __name__ == "__main__":

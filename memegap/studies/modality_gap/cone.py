@@ -106,6 +106,7 @@ def main() -> None:
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--out", type=Path, help="folder for cone.md, cone.json, cone_histograms.png "
                         "(default: logs/cone/<experiment>_<language>_<split>, so that two experiments never share one)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the report already in --out (refused otherwise)")
     parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = parser.parse_args()
     with reported_as_one_line("cone.py", verbose=args.verbose):
@@ -121,6 +122,9 @@ def default_out(cfg, split: str) -> Path:
 def measure(args: argparse.Namespace) -> None:
     """Cone measures of the pretrained towers and of each random initialisation; write and print them."""
     cfg = composed(args.overrides)
+    args.out = args.out or default_out(cfg, args.split)
+    if (args.out / "cone.json").exists() and not args.overwrite:  # checked before the minutes of embedding
+        raise UserError(f"{args.out / 'cone.json'} exists (an earlier cone report): pass --overwrite to replace it, or --out <another folder>")
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     datamodule.setup()
     loader = getattr(datamodule, f"{args.split}_dataloader")()
@@ -135,7 +139,6 @@ def measure(args: argparse.Namespace) -> None:
         random_rows.append(cone_measures(image, text))
         if seed == 0:
             panels["random weights (seed 0)"] = cosine_histograms(image, text)
-    args.out = args.out or default_out(cfg, args.split)
     title = f"**Cone effect**: {cfg.task_name} ({cfg.model._target_.rsplit('.', 1)[-1]}), {args.split} split, {len(image)} images"
     text_table = table(pretrained, random_rows, title)
     args.out.mkdir(parents=True, exist_ok=True)
