@@ -73,3 +73,23 @@ def test_coco_captions_stream_the_batches_they_held(tmp_path, shared_data):
 def test_memes_stream_the_batches_they_held(tmp_path, shared_data, sampling):
     assert_same_batches(lambda: MemesDataModule(table=str(shared_data / "memes_reddit" / "memes.csv"), image_size=16, batch_size=16,
                                                 max_per_split=48, sampling=sampling, store_dir=str(tmp_path)))
+
+
+@pytest.mark.slow
+def test_the_data_scale_benchmark_runs_quick_and_its_figures_hold():
+    """benchmarks/data_scale.py --quick (N = 200, 400): the JSON it prints, and what must hold at any N."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "data_scale.py"
+    result = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    for row in report["results"]:
+        ddp = row["ddp_2_ranks"]
+        assert ddp["ranks_disjoint"] and ddp["together_the_whole_split"]
+        assert sum(ddp["per_rank_images"]) - ddp["on_both_ranks"] == ddp["training_images"]
+        assert row["streamed"]["images_read"] == ddp["training_images"]
+        assert row["images_per_second"]["pread_over_litdata"] > 1  # the reader StoredImages uses is the faster one

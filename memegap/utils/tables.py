@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from memegap.errors import UserError
 from memegap.utils.io import atomic_path
 
-TABLE_SUFFIXES = (".parquet", ".csv")
+TABLE_SUFFIXES = (".parquet", ".csv", ".jsonl")  # JSONL: one JSON object a line
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
@@ -55,18 +55,22 @@ def resolve_path(table: Path, stored: str) -> Path:
 
 
 def read_user_columns(path: Path, columns: tuple[str, ...], hint: str = "", optional: tuple[str, ...] = ()) -> dict[str, list[Any]]:
-    """`columns` of a user's table (parquet, or CSV as text with empty cells as None), one list each,
+    """`columns` of a user's table (parquet; CSV as text with empty cells as None; JSONL), one list each,
     and those of the `optional` columns that it has. Errors name the file and what is wrong (a missing
     column's error ends with `hint`); nothing is created."""
     path = Path(path)
     if path.suffix not in TABLE_SUFFIXES:
-        raise UserError(f"{path}: a table must be .parquet or .csv")
+        raise UserError(f"{path}: a table must be .parquet, .csv or .jsonl")
     if not path.is_file():
         raise UserError(f"{path}: no such table (check the path; nothing was created)")
     try:
         if path.suffix == ".parquet":
             table = pq.read_table(path)
             present, values = table.column_names, lambda name: table.column(name).to_pylist()
+        elif path.suffix == ".jsonl":
+            frame = pd.read_json(path, lines=True, dtype=False)
+            present, values = list(frame.columns), lambda name: [None if cell is None or cell == "" or (isinstance(cell, float) and cell != cell) else cell
+                                                                 for cell in frame[name].tolist()]
         else:
             frame = pd.read_csv(path, dtype=str, keep_default_na=False)
             present, values = list(frame.columns), lambda name: [cell or None for cell in frame[name].tolist()]
@@ -100,6 +104,12 @@ def update_user_table(path: Path, columns: dict[str, list[Any]]) -> None:
             table = table.set_column(index, name, array) if index >= 0 else table.append_column(name, array)
         with atomic_path(path) as temporary:
             pq.write_table(table, temporary)
+    elif path.suffix == ".jsonl":
+        frame = pd.read_json(path, lines=True, dtype=False)
+        for name, values in columns.items():
+            frame[name] = values
+        with atomic_path(path) as temporary:
+            frame.to_json(temporary, orient="records", lines=True, force_ascii=False)
     else:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         for name, values in columns.items():
