@@ -118,3 +118,22 @@ def test_a_run_logs_each_term_and_warns_about_gradient_accumulation(compose_trai
         assert f"test/loss/{term}" in metrics["test"]
     test = metrics["test"]
     assert test["test/loss"] == pytest.approx(test["test/loss/ce"] + test["test/loss/antipodal"] + test["test/loss/variance"], rel=1e-5)
+
+
+def test_siglip_on_a_3x3_case_by_hand():
+    """x = y = e1, e2, e3: cosines are the identity. With t = 10, b = −10 the paired logits are 0 and the
+    others −10: L = −(1/3)(3 log σ(0) + 6 log σ(10)) = log 2 + 2 log(1 + e^−10)."""
+    from memegap.losses.contrastive import Sigmoid
+
+    x = torch.eye(3)
+    expected = math.log(2) + 2 * math.log1p(math.exp(-10))
+    assert float(Sigmoid()(x, x, torch.tensor(0.0))) == pytest.approx(expected, rel=1e-6)
+    skewed = Sigmoid(init_log_temperature=0.0, init_bias=1.0)  # t = 1, b = 1: paired logits 2, the others 1
+    by_hand = -(3 * math.log(1 / (1 + math.exp(-2))) + 6 * math.log(1 / (1 + math.exp(1)))) / 3
+    assert float(skewed(x, 2 * x, torch.tensor(0.0))) == pytest.approx(by_hand, rel=1e-6)  # inputs are normalised inside
+    assert {name for name, _ in Sigmoid().named_parameters()} == {"log_temperature", "bias"}  # both learnable
+
+
+def test_a_twemoji_run_with_siglip_lowers_its_loss(compose_train):
+    metrics = train(compose_train("model/loss=siglip", "trainer.max_epochs=3", "test_before_fit=true", "model.optimizer.lr=0.003"))
+    assert metrics["test"]["test/loss/siglip"] < metrics["before_fit"]["test/loss/siglip"]

@@ -34,6 +34,13 @@ class Towers(nn.Module):
         return self.image(images), self.text(texts), self.logit_scale
 
 
+def towers_for(loss: nn.Module) -> Towers:
+    """Towers whose logit scale trains only when a term reads it, as the dual encoder's (SigLIP has its own)."""
+    towers = Towers()
+    towers.logit_scale.requires_grad_(loss.uses_logit_scale)
+    return towers
+
+
 def inputs() -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(1)
     return torch.randn(2 * B, IMAGE_DIM, generator=generator), torch.randn(2 * B, TEXT_DIM, generator=generator)
@@ -43,7 +50,7 @@ def loss_and_gradients(towers: nn.Module, loss: nn.Module, images, texts) -> tup
     towers.zero_grad()
     value = loss(*towers(images, texts))["loss"]
     value.backward()
-    return float(value.detach()), [p.grad.clone() for p in towers.parameters()]
+    return float(value.detach()), [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in towers.parameters()]  # SigLIP leaves logit_scale unused
 
 
 def rank_process(rank: int, port: int, configs: dict, out: str) -> None:
@@ -53,8 +60,9 @@ def rank_process(rank: int, port: int, configs: dict, out: str) -> None:
     rows = slice(rank * B, (rank + 1) * B)
     results = {}
     for name, config in configs.items():
-        towers = nn.parallel.DistributedDataParallel(Towers())  # averages the gradients over the ranks
-        results[name] = loss_and_gradients(towers, instantiate(config), images[rows], texts[rows])
+        loss = instantiate(config)
+        towers = nn.parallel.DistributedDataParallel(towers_for(loss))  # averages the gradients over the ranks
+        results[name] = loss_and_gradients(towers, loss, images[rows], texts[rows])
     torch.save(results, f"{out}/rank{rank}.pt")
     dist.destroy_process_group()
 
@@ -79,7 +87,8 @@ def runs(tmp_path_factory):
     ranks = [torch.load(tmp / f"rank{rank}.pt") for rank in range(2)]
     torch.set_default_dtype(torch.float64)
     try:
-        one = {name: loss_and_gradients(Towers(), instantiate(config), *inputs()) for name, config in configs.items()}
+        losses = {name: instantiate(config) for name, config in configs.items()}
+        one = {name: loss_and_gradients(towers_for(losses[name]), losses[name], *inputs()) for name in configs}
     finally:
         torch.set_default_dtype(torch.float32)
     return {name: (one[name], [rank[name] for rank in ranks]) for name in configs}

@@ -23,6 +23,8 @@ list of the term files of conf/model/loss/term/.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -124,7 +126,10 @@ def cyclip_loss(x: Tensor, y: Tensor, lambda_inter: float = 1.0, lambda_intra: f
 
 
 class Term(nn.Module):
-    """One weighted term of the loss: forward(x, y, logit_scale) -> its unweighted value (a scalar)."""
+    """One weighted term of the loss: forward(x, y, logit_scale) -> its unweighted value (a scalar).
+    `uses_logit_scale`: whether the value depends on the model's temperature (only CE's does)."""
+
+    uses_logit_scale = False
 
     def __init__(self, weight: float = 1.0) -> None:
         super().__init__()
@@ -133,6 +138,8 @@ class Term(nn.Module):
 
 class CrossEntropy(Term):
     """CLIP's symmetric InfoNCE (`clip_loss`), the thesis's L_CE."""
+
+    uses_logit_scale = True
 
     def forward(self, x: Tensor, y: Tensor, logit_scale: Tensor) -> Tensor:
         return clip_loss(x, y, logit_scale)
@@ -203,6 +210,25 @@ class CyCLIP(Term):
         return cyclip_loss(x, y, self.lambda_inter, self.lambda_intra, self.reduction)
 
 
+class Sigmoid(Term):
+    """SigLIP's pairwise sigmoid loss (Zhai et al., 2023, Algorithm 1): each (image i, text j) is its own
+    binary problem, positive when i = j, so no softmax over the batch is needed:
+        L = −(1/N) Σ_i Σ_j log σ(z_ij · (t·⟨x̂_i, ŷ_j⟩ + b)),   z_ij = 1 if i = j else −1.
+    Its own learnable temperature t = exp(t′) and bias b, initialised as the paper (t′ = log 10, b = −10:
+    the many negatives start near zero loss); the model's logit_scale is not used. Under DDP it sees every
+    rank's pairs (ContrastiveLoss gathers them), as the paper's all-gather variant."""
+
+    def __init__(self, weight: float = 1.0, init_log_temperature: float = math.log(10.0), init_bias: float = -10.0) -> None:
+        super().__init__(weight)
+        self.log_temperature = nn.Parameter(torch.tensor(float(init_log_temperature)))
+        self.bias = nn.Parameter(torch.tensor(float(init_bias)))
+
+    def forward(self, x: Tensor, y: Tensor, logit_scale: Tensor) -> Tensor:
+        logits = self.log_temperature.exp() * _unit(x) @ _unit(y).T + self.bias
+        signs = 2 * torch.eye(len(x), dtype=logits.dtype, device=logits.device) - 1
+        return -nn.functional.logsigmoid(signs * logits).sum() / len(x)
+
+
 def gather_with_grad(x: Tensor) -> tuple[Tensor, int]:
     """The rows of x from every DDP rank, in rank order (ΣN×d), with gradient back to each rank's own
     rows, and where this rank's rows start. Ranks may hold different numbers of rows (a last batch)."""
@@ -247,6 +273,12 @@ class ContrastiveLoss(nn.Module):
         if not self.terms:
             raise UserError(f"model.loss.terms: no term has a non-zero weight (given: {sorted(terms)})")
         self.gather, self.local_loss = gather, local_loss
+
+    @property
+    def uses_logit_scale(self) -> bool:
+        """Whether any term reads the model's logit scale (a model freezes it otherwise: under DDP an
+        unused trainable parameter stops the gradient reduction)."""
+        return any(term.uses_logit_scale for term in self.terms.values())
 
     def forward(self, image: Tensor, text: Tensor, logit_scale: Tensor) -> dict[str, Tensor]:
         if not (self.gather and world_size() > 1):

@@ -165,6 +165,7 @@ class DualEncoder(ContrastiveDualEncoder):
         self.image_projection = nn.Linear(image_tower.output_dim, embed_dim, bias=False)
         self.text_projection = nn.Linear(text_tower.output_dim, embed_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
+        self.logit_scale.requires_grad_(getattr(loss, "uses_logit_scale", True))  # SigLIP alone has a temperature of its own
 
     def embed_images(self, images: Tensor) -> Tensor:
         return self.image_projection(self.image_tower(images))
