@@ -99,6 +99,7 @@ def test_one_caption_per_image_gives_the_plain_pairs_metrics():
         assert recall_at_k(image, text, pool_size=pool_size, image_of_row=torch.arange(40) * 3) == recall_at_k(image, text, pool_size=pool_size)
 
 
+@pytest.mark.slow  # a training run: make test stays under 5 minutes (tests/README.md)
 def test_coco_gap_logs_train_subset_recall_and_the_data_counts(shared_data, compose_train, tmp_path):
     cfg = compose_train("experiment=coco_gap", f"data.root={shared_data / 'coco_mini'}", "logger=csv",
                         "callbacks.cross_modal_retrieval.train_subset=16")

@@ -134,6 +134,7 @@ def test_siglip_on_a_3x3_case_by_hand():
     assert {name for name, _ in Sigmoid().named_parameters()} == {"log_temperature", "bias"}  # both learnable
 
 
+@pytest.mark.slow  # a training run: make test stays under 5 minutes (tests/README.md)
 def test_a_twemoji_run_with_siglip_lowers_its_loss(compose_train):
     metrics = train(compose_train("model/loss=siglip", "trainer.max_epochs=3", "test_before_fit=true", "model.optimizer.lr=0.003"))
     assert metrics["test"]["test/loss/siglip"] < metrics["before_fit"]["test/loss/siglip"]

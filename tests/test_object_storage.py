@@ -42,6 +42,7 @@ def upload(client, folder: Path, bucket: str, prefix: str) -> int:
     return len(files)
 
 
+@pytest.mark.slow  # a training run: make test stays under 5 minutes (tests/README.md)
 def test_a_store_on_s3_streams_through_a_training_run(s3_server, tmp_path, monkeypatch):
     local = tmp_path / "store"
     overrides = ["experiment=twemoji_gap", "data.image_size=32", "data.max_per_split=16", "data.batch_size=8", "+trainer.fast_dev_run=true",

@@ -41,7 +41,7 @@ def write_table(path: Path, frame: pd.DataFrame) -> Path:
     return path
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+@pytest.mark.parametrize("suffix", [".csv", pytest.param(".parquet", marks=pytest.mark.slow), pytest.param(".jsonl", marks=pytest.mark.slow)])
 def test_a_table_of_pairs_is_read_split_by_group_and_counted(tmp_path, suffix):
     images = write_images(tmp_path / "pictures", 40)
     rows = [{"image": f"pictures/{path.name}", "text": f"colour {k}", "group": f"g{k // 4}"} for k, path in enumerate(images)]
@@ -90,6 +90,7 @@ def test_a_missing_column_names_the_table_the_column_and_what_it_has(tmp_path):
         PairsTableDataModule(str(table), text_column="caption").setup()
 
 
+@pytest.mark.slow  # a training run: make test stays under 5 minutes (tests/README.md)
 def test_a_dual_encoder_trains_on_a_users_table_by_config_alone(tmp_path):
     images = write_images(tmp_path / "pictures", 48)
     table = write_table(tmp_path / "pairs.jsonl", pd.DataFrame({"image": [f"pictures/{p.name}" for p in images], "text": [f"colour {k}" for k in range(48)]}))

@@ -102,6 +102,7 @@ def test_a_run_id_is_a_name_not_a_path(capsys):
     assert "a run_id is a name, not a path" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a training run: make test stays under 5 minutes (tests/README.md)
 def test_the_state_says_what_the_exit_says_when_the_optimized_metric_is_missing(compose_train, tmp_path):
     cfg = compose_train("optimized_metric=val/no_such_metric", "test_before_fit=false")
     with pytest.raises(UserError, match=r"optimized_metric='val/no_such_metric' was not logged \(\d+ metrics were; the nearest: ") as error:

@@ -19,7 +19,9 @@ with ok = 0, its reason is recorded, and it is counted (`ImageStore.skipped`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import multiprocessing
@@ -247,7 +249,8 @@ class ImageStore:
         log.info("packing %d images of %s at %d px into %s (once; %d worker process%s, data.store_workers)", len(files),
                  self.dir.parent.name, self.size, self.dir, num_workers, "" if num_workers == 1 else "es")
         started = time.perf_counter()
-        with ctrl_c_stops_the_workers(), workers_do_not_import_the_caller():
+        # litdata's progress bar (tqdm, on stderr) shows during the build; its printed set-up lines (stdout) do not
+        with ctrl_c_stops_the_workers(), workers_do_not_import_the_caller(), contextlib.redirect_stdout(io.StringIO()):
             litdata.optimize(
                 fn=_pack,
                 inputs=[(str(path), self.size) for _, path in files],
@@ -255,7 +258,7 @@ class ImageStore:
                 chunk_bytes=self.chunk_bytes,
                 num_workers=num_workers,
                 keep_data_ordered=True,
-                verbose=False,
+                verbose=True,
             )
         dataset = litdata.StreamingDataset(str(building))
         rows = []
