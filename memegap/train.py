@@ -71,7 +71,9 @@ def train_in(run_dir: Path, cfg: DictConfig, datamodule, model, trainer, ckpt_pa
             save_metrics(run_dir, metrics)
         if cfg.get("test"):
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            if not best:
+            if not best and trainer.checkpoint_callback is None:  # debug modes save none on purpose
+                log.info("testing the current weights (this run saves no checkpoints)")
+            elif not best:
                 log.warning("no best checkpoint was saved; testing the current weights")
             metrics["test"] = scalar_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0])
             show_metrics(metrics["test"], "test metrics (best checkpoint)" if best else "test metrics")

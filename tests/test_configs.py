@@ -233,7 +233,8 @@ def test_train_and_eval_help_are_our_own(tmp_path):
 
 NOISE = ("LOAD REPORT", "UNEXPECTED", "LeafSpec", "litlogger", "anonymous setting", "in eval mode at the start", "Loading weights",
          "GPU available", "Skipping setting a default", "Run history", "_target_", "Traceback",
-         "wandb: ")  # the W&B banner: three lines although quiet=true
+         "wandb: ",  # the W&B banner: three lines although quiet=true
+         "FLOPs", "Modules in train mode", "no best checkpoint")  # the model summary's zeros and mode counts
 
 
 @pytest.mark.slow

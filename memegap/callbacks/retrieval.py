@@ -57,7 +57,7 @@ class CrossModalRetrieval(EmbeddingCollector):
         images = len(image) if image_ids is None else len(images_of_rows(image_ids)[0])
         pool_size = min(self.pool_size, images)
         if pool_size < self.pool_size:
-            if stage not in self._warned:
+            if not self._warned:  # once a run: the val, test and train-subset splits of a small source all repeat it
                 self._warned.add(stage)
                 rank_zero_warn(
                     f"{stage} has {images} images, fewer than callbacks.cross_modal_retrieval.pool_size={self.pool_size}: "

@@ -249,7 +249,8 @@ class ImageStore:
         log.info("packing %d images of %s at %d px into %s (once; %d worker process%s, data.store_workers)", len(files),
                  self.dir.parent.name, self.size, self.dir, num_workers, "" if num_workers == 1 else "es")
         started = time.perf_counter()
-        # litdata's progress bar (tqdm, on stderr) shows during the build; its printed set-up lines (stdout) do not
+        # litdata's progress bar (tqdm, on stderr) shows during the build on a terminal (in a log it is a line a
+        # refresh); its printed set-up lines (stdout) never do
         with ctrl_c_stops_the_workers(), workers_do_not_import_the_caller(), contextlib.redirect_stdout(io.StringIO()):
             litdata.optimize(
                 fn=_pack,
@@ -258,7 +259,7 @@ class ImageStore:
                 chunk_bytes=self.chunk_bytes,
                 num_workers=num_workers,
                 keep_data_ordered=True,
-                verbose=True,
+                verbose=sys.stderr.isatty(),
             )
         dataset = litdata.StreamingDataset(str(building))
         rows = []
