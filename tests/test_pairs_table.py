@@ -101,3 +101,11 @@ def test_a_dual_encoder_trains_on_a_users_table_by_config_alone(tmp_path):
     metrics = train(cfg)
     assert torch.isfinite(torch.tensor(metrics["test"]["test/loss"]))
     assert "test/retrieval/image_to_text_R@1" in metrics["test"] and "test/geometry/gap" in metrics["test"]
+
+
+def test_a_wrong_table_refuses_the_start_and_leaves_no_run(tmp_path):
+    cfg = compose_config("train.yaml", ["experiment=twemoji_gap", "data=pairs_table", f"data.table={tmp_path / 'nothing.csv'}", "logger=none",
+                                        f"paths.data_dir={tmp_path / 'data'}"], tmp_path / "run")
+    with pytest.raises(UserError, match=r"nothing.csv: no such table"):
+        train(cfg)
+    assert not (tmp_path / "run" / "run_state.json").exists() and not (tmp_path / "data").exists()

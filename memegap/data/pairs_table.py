@@ -78,6 +78,12 @@ class PairsTableDataModule(PairedDataModule):
     def _train_sampler(self, dataset: ImageTextPairs) -> Sampler:
         return OnePerGroupSampler(dataset.image_rows, self.hparams.seed)
 
+    def check_inputs(self) -> None:
+        """The table, its columns and split values, checked at start-up (memegap-train and -eval call it
+        before a run starts), so that a wrong path or column refuses the start and leaves no run dir."""
+        self.read_rows()
+        self.counts.clear()
+
     def read_rows(self) -> list[TableRow]:
         """Every usable row of the table; counts the rows left out."""
         hp = self.hparams

@@ -45,6 +45,8 @@ def prepare_run(cfg: DictConfig, output_dir: Path, extra_callbacks: list[L.Callb
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     pin_wandb_run_id(cfg, output_dir)
     datamodule = build(cfg.data, _convert_="all")
+    if hasattr(datamodule, "check_inputs"):  # a user's own files, read cheaply before any run dir state or store build
+        datamodule.check_inputs()
     model = build(cfg.model, _convert_="all")
     check_composition(datamodule.batch_keys, model.needs_batch_keys, group_choice("data", datamodule), group_choice("model", model))
     callbacks = [*instantiate_group(cfg.get("callbacks")), *extra_callbacks]
