@@ -19,7 +19,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from memegap.config import CONFIG_DIR, check_accelerator, register_configs, validate_config
+from memegap.config import CONFIG_DIR, one_line_config_errors, check_accelerator, register_configs, validate_config
 from memegap.errors import UserError, reported_as_one_line
 from memegap.utils.run import prepare_run, resolve_ckpt_path, run_attempt, scalar_metrics, show_metrics
 from memegap.utils.run_dir import EVAL_MAY_CHANGE, StartRecord, check_checkpoint_config, claim_run_dir, load_checkpoint, run_dir_released, save_metrics
@@ -60,10 +60,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval.yaml")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     with reported_as_one_line("memegap-eval", verbose=bool(cfg.get("verbose")), verbose_hint="verbose=true"):
         evaluate(cfg)
 
+
+main = one_line_config_errors("memegap-eval", hydra_main)  # the console script
 
 if __name__ == "__main__":
     main()

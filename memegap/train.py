@@ -15,7 +15,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
 from memegap.callbacks.config_record import ConfigInCheckpoint
-from memegap.config import CONFIG_DIR, check_accelerator, register_configs, validate_config
+from memegap.config import CONFIG_DIR, one_line_config_errors, check_accelerator, register_configs, validate_config
 from memegap.errors import UserError, reported_as_one_line
 from memegap.utils.run import log_hyperparameters, metric_value, prepare_run, resolve_ckpt_path, run_attempt, scalar_metrics, show_metrics
 from memegap.utils.run_dir import (
@@ -85,7 +85,7 @@ def train_in(run_dir: Path, cfg: DictConfig, datamodule, model, trainer, ckpt_pa
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train.yaml")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     with reported_as_one_line("memegap-train", verbose=bool(cfg.get("verbose")), verbose_hint="verbose=true"):
         metrics = train(cfg)
         if not cfg.get("train"):  # a test-only run has no validation metrics to optimise
@@ -98,6 +98,8 @@ def optimized_value(metrics: dict[str, dict[str, float]], cfg: DictConfig) -> fl
     flat = {name: value for stage in ("fit", "test") for name, value in metrics.get(stage, {}).items()}
     return metric_value(flat, cfg.get("optimized_metric"))
 
+
+main = one_line_config_errors("memegap-train", hydra_main)  # the console script
 
 if __name__ == "__main__":
     main()

@@ -94,3 +94,25 @@ def test_cone_refuses_to_replace_an_earlier_report(tmp_path):
     with pytest.raises(UserError, match=r"cone.json exists \(an earlier cone report\): pass --overwrite"):
         measure(args)
     assert (tmp_path / "cone.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("data.batchsize=8", "memegap-train: error: Could not override 'data.batchsize'; Key 'batchsize' not in 'twemoji_schema'; did you mean data.batch_size"),
+    ("model/loss=nonexistent", "memegap-train: error: In 'model/dual_encoder': Could not find 'model/loss/nonexistent'; options of 'model/loss': ce; "),
+])
+def test_a_command_line_hydra_cannot_compose_is_one_line(monkeypatch, capsys, override, expected):
+    """Hydra printed a 6-line block (with advice to add the misspelt key with `+`) and exited 1."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from memegap.train import main
+
+    monkeypatch.setattr(sys, "argv", ["memegap-train", "experiment=twemoji_gap", override])
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    finally:
+        GlobalHydra.instance().clear()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.strip().splitlines()[-1].startswith(expected), err
+    assert "HYDRA_FULL_ERROR" not in err and "Traceback" not in err and "+data" not in err

@@ -20,6 +20,7 @@ import rich.table
 import rich.tree
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
@@ -68,6 +69,8 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
     except InstantiationException as error:
         if isinstance(error.__cause__, UserError):
             raise error.__cause__ from None
+        if isinstance(error.__cause__, MisconfigurationException):  # Lightning's word for a value it cannot use (Trainer(devices=0))
+            raise UserError(f"{node.get('_target_', 'config').rsplit('.', 1)[-1]}: {error.__cause__}") from None
         raise
 
 
