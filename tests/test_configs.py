@@ -184,8 +184,9 @@ def test_cli_fails_at_start_up_naming_the_key(tmp_path):
         timeout=120,
         env={**os.environ, "WANDB_MODE": "offline"},
     )
-    assert result.returncode != 0
-    assert "Key 'batchsize' not in 'twemoji_schema'" in result.stderr and "full_key: data.batchsize" in result.stderr
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Key 'batchsize' not in 'twemoji_schema'" in lines[0] and "did you mean data.batch_size" in lines[0], result.stderr
     assert not (tmp_path / "checkpoints").exists()
     run_dir = tmp_path / "refused"
     result = subprocess.run(
