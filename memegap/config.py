@@ -30,6 +30,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from memegap.errors import UserError
+from memegap.utils.cli import usable_cores
 
 # The config tree lives at the repository root (conf/), beside the package (editable install).
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -74,10 +75,6 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "trainer.check_val_every_n_epoch": (1, None),
     "trainer.log_every_n_steps": (1, None),
 }
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 # Counts that start one process each: bounded by the cores this process may use (each DataLoader

@@ -44,6 +44,7 @@ from filelock import FileLock
 from PIL import Image
 
 from memegap.errors import UserError
+from memegap.utils.cli import usable_cores
 from memegap.utils.io import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -152,8 +153,7 @@ MAX_DEFAULT_STORE_WORKERS = 4
 
 def default_store_workers() -> int:
     """The store build's worker processes when data.store_workers is unset: this process's cores, at most 4."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(MAX_DEFAULT_STORE_WORKERS, cores))
+    return max(1, min(MAX_DEFAULT_STORE_WORKERS, usable_cores()))
 
 
 def is_url(location: str | Path) -> bool:

@@ -74,15 +74,16 @@ class PairsTableDataModule(PairedDataModule):
         super().__init__(language, split_fractions)
         self.save_hyperparameters()
         self.counts: Counter = Counter()
+        self.rows: list[TableRow] | None = None  # read by check_inputs or setup
 
     def _train_sampler(self, dataset: ImageTextPairs) -> Sampler:
         return OnePerGroupSampler(dataset.image_rows, self.hparams.seed)
 
     def check_inputs(self) -> None:
         """The table, its columns and split values, checked at start-up (memegap-train and -eval call it
-        before a run starts), so that a wrong path or column refuses the start and leaves no run dir."""
-        self.read_rows()
-        self.counts.clear()
+        before a run starts), so that a wrong path or column refuses the start and leaves no run dir; the
+        rows read are kept for setup."""
+        self.rows = self.read_rows()
 
     def read_rows(self) -> list[TableRow]:
         """Every usable row of the table; counts the rows left out."""
@@ -115,7 +116,7 @@ class PairsTableDataModule(PairedDataModule):
         if self.datasets:
             return
         hp = self.hparams
-        rows = self.read_rows()
+        rows = self.rows if self.rows is not None else self.read_rows()
         if rows[0].split is None:  # no split column: by group, in split_fractions
             split_of = split_groups([row.group for row in rows], tuple(hp.split_fractions))
             rows = [row._replace(split=split) for row, split in zip(rows, split_of)]

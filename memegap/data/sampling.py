@@ -4,6 +4,7 @@ and which deal that order out to the DDP ranks themselves."""
 from __future__ import annotations
 
 import math
+from abc import ABCMeta, abstractmethod
 from collections.abc import Iterator, Sequence, Sized
 
 import torch
@@ -18,7 +19,7 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-class EpochSeeded(DistributedSampler):
+class EpochSeeded(DistributedSampler, metaclass=ABCMeta):
     """The base of every sampler here: the draws of epoch k come from a generator seeded with seed + k
     only. Lightning calls `set_epoch` at the start of every epoch, so the order of epoch k is the same in
     an uninterrupted run and in one resumed from a checkpoint.
@@ -42,11 +43,13 @@ class EpochSeeded(DistributedSampler):
         """A fresh generator for this epoch's draws."""
         return torch.Generator().manual_seed(self.seed + self.epoch)
 
+    @abstractmethod
     def order(self) -> list:
-        raise NotImplementedError
+        """The epoch's whole order (every rank draws the same)."""
 
+    @abstractmethod
     def total(self) -> int:
-        raise NotImplementedError
+        """The length of `order()`."""
 
     def __iter__(self) -> Iterator:
         rank, world = rank_and_world()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from rich_argparse import ArgumentDefaultsRichHelpFormatter, RawDescriptionRichHelpFormatter
 
@@ -27,3 +28,9 @@ def number_in(least: float, greatest: float | None = None, kind: type = int):
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may use (its affinity mask where the OS has one): the bound of the
+    counts that start a process each (data.num_workers, data.store_workers) and the store build's default."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
