@@ -1,12 +1,14 @@
 """Images/s delivered to the model by three loaders of the same images, in one run; JSON on stdout.
 
-- store: the packed image store (litdata chunks) read by litdata's StreamingDataLoader;
+- store: the packed image store as the data modules read it in training: a `StoredImages` view (each item
+  read from litdata's chunks with one os.pread) through a DataLoader; `litdata_loader`, litdata's own
+  StreamingDataLoader over the same store, is reported beside it;
 - per_file: PIL decode + composite on white + resize of every file in each epoch (no store);
 - memmap: a plain uint8 N×S×S×3 numpy memmap, the fastest thing a store could be;
-- transform_only: the shared transform on batches already in memory, the ceiling for any loader.
+- transform_only: the delivery step on batches already in memory, the ceiling for any loader.
 
-All three go through a DataLoader (batch 90, no worker processes: 2 cores) and end in the same
-delivery, measured both ways in one run: "uint8" (N×3×S×S uint8, what the data modules deliver; the
+Every loader's item is uint8 3×S×S, batched by a DataLoader (batch 90, no worker processes: 2 cores), and
+ends in the same delivery, measured both ways in one run: "uint8" (what the data modules deliver; the
 model converts on its device) and "float" (uint8 → float in [0, 1] on the CPU, what they delivered
 before). Images: the 1,054 ARASAAC PNGs of
 ../shared/data/pictograms_jocomunico when present, else the Twemoji PNGs. Each side is timed over
@@ -42,10 +44,8 @@ def image_files() -> tuple[str, list[tuple[str, Path]]]:
 
 
 DELIVERIES = {
-    # uint8 N×S×S×3 -> uint8 N×3×S×S (a view, channels-last memory, which convolutions take as it is)
-    "uint8": lambda batch: batch.permute(0, 3, 1, 2),
-    # the same -> float N×3×S×S in [0, 1] on the CPU
-    "float": lambda batch: batch.float().div_(255.0).permute(0, 3, 1, 2),
+    "uint8": lambda batch: batch,  # uint8 N×3×S×S as the loaders give it
+    "float": lambda batch: batch.float().div_(255.0),  # the same -> float N×3×S×S in [0, 1] on the CPU
 }
 
 
@@ -57,7 +57,7 @@ class PerFile(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return torch.from_numpy(decode_rgb(self.files[index][1], self.size))
+        return torch.from_numpy(decode_rgb(self.files[index][1], self.size)).permute(2, 0, 1).contiguous()
 
 
 class MemmapImages(Dataset):
@@ -68,7 +68,7 @@ class MemmapImages(Dataset):
         return len(self.array)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return torch.from_numpy(np.array(self.array[index]))
+        return torch.from_numpy(np.array(self.array[index])).permute(2, 0, 1).contiguous()
 
 
 def images_per_second(batches, count: int, epochs: int, delivery: str = "uint8") -> float:
@@ -98,14 +98,17 @@ def measure(files: list[tuple[str, Path]], size: int, epochs: int, work: Path) -
     array.flush()
     memmap = np.memmap(memmap_path, dtype=np.uint8, mode="r", shape=(len(files), size, size, 3))
 
-    def store_batches():
-        loader = litdata.StreamingDataLoader(store.dataset(), batch_size=BATCH, num_workers=0)
-        return (batch["image"] for batch in loader)
+    stored = store.view([row["key"] for row in store.rows() if row["status"] == "ok"])
 
-    in_memory = [torch.from_numpy(np.array(memmap[start : start + BATCH])) for start in range(0, len(files), BATCH)]
+    def litdata_batches():
+        loader = litdata.StreamingDataLoader(store.dataset(), batch_size=BATCH, num_workers=0)
+        return (batch["image"].permute(0, 3, 1, 2) for batch in loader)
+
+    in_memory = [torch.from_numpy(np.array(memmap[start : start + BATCH])).permute(0, 3, 1, 2).contiguous() for start in range(0, len(files), BATCH)]
     rates = {delivery: {
         "transform_only": images_per_second(lambda: iter(in_memory), len(files), epochs, delivery),
-        "store": images_per_second(store_batches, len(files), epochs, delivery),
+        "store": images_per_second(lambda: DataLoader(stored, batch_size=BATCH), len(files), epochs, delivery),
+        "litdata_loader": images_per_second(litdata_batches, len(files), epochs, delivery),
         "memmap": images_per_second(lambda: DataLoader(MemmapImages(memmap), batch_size=BATCH), len(files), epochs, delivery),
     } for delivery in DELIVERIES}
     per_file = images_per_second(lambda: DataLoader(PerFile(files, size), batch_size=BATCH), len(files), 1)

@@ -20,7 +20,7 @@ from memegap.errors import UserError
 
 # key -> what it holds (dtype and shape). The one place these meanings are written.
 SCHEMA: dict[str, str] = {
-    "image": "uint8 N×3×S×S, 0–255, as the data modules deliver it (float32 in [0, 1] after a float augmentation); the model converts it once, on its device (float_images), and normalises it",
+    "image": "uint8 N×3×S×S, 0–255, as the loaders deliver it; on the device a classification source's augmentation/standardisation makes it float32 (LabelledImageDataModule.device_images), else the model converts it once (float_images) and normalises it",
     "image_id": "int64 N: which image the row shows, unique within a split; several captions of one image share it",
     "text": "list[str] of N: the row's text (a caption, a prompt, a meme's title)",
     "id": "list[str] of N: the row's own id (pair, meme, post), as in the source table",

@@ -108,7 +108,7 @@ def test_cifar_reader_splits_standardises_and_maps_coarse_labels(tmp_path):
     labels = data.datasets["test"].labels.tolist()
     assert sorted(set(labels)) == sorted({COARSE_OF_FINE[0], COARSE_OF_FINE[49]})  # 4 (fruit...), 10 (outdoor scenes)
     torch.manual_seed(0)  # the augmentation draws from the global RNG: its state after earlier tests moved the mean past the bound
-    train = torch.stack([data.datasets["train"][k]["image"] for k in range(180)])  # standardised (and augmented)
+    train = data.device_images(torch.stack([data.datasets["train"][k]["image"] for k in range(180)]), training=True)  # standardised (and augmented)
     assert train.mean().abs() < 0.1 and (train.std() - 1).abs() < 0.15
     # val is stratified by fine class: 5 of each of the 4 classes
     assert torch.bincount(data.datasets["val"].labels, minlength=20)[COARSE_OF_FINE[99]] == 5

@@ -140,23 +140,22 @@ class Cifar100DataModule(LabelledImageDataModule):
         rows = {split: evenly_spaced(indices, self.hparams.max_per_split) for split, indices in rows.items()}
         rows["test"] = evenly_spaced(list(range(len(chosen["test"][0]))), self.hparams.max_per_split)
         source = {"train": "train", "val": "train", "test": "test"}
-        normalize = self._standardisation(train_images[rows["train"]])
-        augment = [v2.RandomHorizontalFlip(), v2.RandomRotation(15)] if self.hparams.augment else []
+        self.standardise = self._standardisation(train_images[rows["train"]])
+        self.train_augment = [v2.RandomHorizontalFlip(), v2.RandomRotation(15)] if self.hparams.augment else []
         if self.hparams.random_crop:
-            augment.append(v2.RandomCrop(32, padding=4, padding_mode="reflect"))
+            self.train_augment.append(v2.RandomCrop(32, padding=4, padding_mode="reflect"))
         for split in SPLITS:
             images, labels, _ = chosen[source[split]]
             index = torch.tensor(rows[split], dtype=torch.int64)
-            transforms = [*(augment if split == "train" else []), *normalize]
             ids = [f"{source[split]}/{int(k)}" for k in index]
             weights = self.training_weights(labels[index]) if split == "train" else None
-            self.datasets[split] = LabelledImages(ids, images[index], labels[index], transforms, weights)
+            self.datasets[split] = LabelledImages(ids, images[index], labels[index], weights)
         log.info("CIFAR-100 (%s labels): %s images", self.hparams.label, ", ".join(f"{split} {len(self.datasets[split])}" for split in SPLITS))
 
-    def _standardisation(self, train_images: Tensor) -> list[v2.Transform]:
-        """[Normalize(mean, std)] of each channel over the training images (in [0, 1]); [] when standardize is off."""
+    def _standardisation(self, train_images: Tensor) -> v2.Normalize | None:
+        """Normalize(mean, std) of each channel over the training images (in [0, 1]); None when standardize is off."""
         if not self.hparams.standardize:
-            return []
+            return None
         total, squares = torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
         for chunk in train_images.split(4096):  # float64 sums, a chunk at a time (all 45,000 at once: 1.1 GB)
             pixels = chunk.double().div_(255.0)
@@ -165,4 +164,4 @@ class Cifar100DataModule(LabelledImageDataModule):
         count = train_images.shape[0] * train_images.shape[2] * train_images.shape[3]
         mean = total / count
         std = (squares / count - mean**2).clamp(min=1e-12).sqrt()
-        return [v2.Normalize(mean.tolist(), std.tolist())]
+        return v2.Normalize(mean.tolist(), std.tolist())

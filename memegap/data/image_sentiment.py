@@ -157,7 +157,7 @@ class ImageSentimentDataModule(LabelledImageDataModule):
         store.ensure([(row.unit_id, row.image) for row in downloaded], self.hparams.store_workers)
         readable = {record["key"] for record in store.rows() if record["status"] == "ok"}
         self.counts["unreadable"] = len(downloaded) - len(readable)
-        augment = [v2.RandomHorizontalFlip()] if self.hparams.augment else []  # our choice; the challenge names none
+        self.train_augment = [v2.RandomHorizontalFlip()] if self.hparams.augment else []  # our choice; the challenge names none
         for split in SPLITS:
             members = [row for row, name in zip(rows, split_of_row) if name == split and row.unit_id in readable]
             kept = [row for row in members if row.confidence >= self.hparams.min_confidence]
@@ -167,7 +167,7 @@ class ImageSentimentDataModule(LabelledImageDataModule):
             confidence = torch.tensor([row.confidence for row in kept]) if self.hparams.confidence_weight else None
             weights = self.training_weights(labels, confidence) if split == "train" else None
             ids = [row.unit_id for row in kept]
-            self.datasets[split] = LabelledImages(ids, store.view(ids), labels, augment if split == "train" else (), weights)
+            self.datasets[split] = LabelledImages(ids, store.view(ids), labels, weights)
         left_out = {reason: self.counts[reason] for reason in ("bad_rows", "not_downloaded", "unreadable", "below_min_confidence") if self.counts[reason]}
         log.info(
             "image sentiment: %d rows in %s; left out: %s; %s",

@@ -194,14 +194,14 @@ class PostsDataModule(LabelledImageDataModule):
         self.counts["unreadable"] = len(with_image) - len(readable)
         kept = [post for post in with_image if post.post_id in readable]
         split_of_post = split_groups([post.username for post in kept], tuple(self.hparams.split_fractions))
-        augment = [v2.RandomHorizontalFlip()] if self.hparams.augment else []  # ours; the thesis names none
+        self.train_augment = [v2.RandomHorizontalFlip()] if self.hparams.augment else []  # ours; the thesis names none
         for split in SPLITS:
             posts = evenly_spaced([post for post, name in zip(kept, split_of_post) if name == split], self.hparams.max_per_split)
             labels = torch.tensor([self.class_names.index(post.labels[0]) for post in posts], dtype=torch.int64)
             weights = self.training_weights(labels) if split == "train" else None
             ids = [post.post_id for post in posts]
             self.posts[split] = posts
-            self.datasets[split] = LabelledImages(ids, store.view(ids), labels, augment if split == "train" else (), weights)
+            self.datasets[split] = LabelledImages(ids, store.view(ids), labels, weights)
         left_out = {reason: self.counts[reason] for reason in ("unlabelled", "missing_image", "unreadable") if self.counts[reason]}
         log.info(
             "posts: %d rows in %s; left out: %s%s; %s",
