@@ -14,6 +14,7 @@ import hydra
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
+from memegap.callbacks.collect import testing_before_fit
 from memegap.callbacks.config_record import ConfigInCheckpoint
 from memegap.config import CONFIG_DIR, one_line_config_errors, check_accelerator, register_configs, validate_config
 from memegap.errors import UserError, reported_as_one_line
@@ -57,7 +58,8 @@ def train_in(run_dir: Path, cfg: DictConfig, datamodule, model, trainer, ckpt_pa
     with run_attempt(run_dir):
         log_hyperparameters(cfg, model, trainer)
         if cfg.get("test_before_fit") and not ckpt_path:
-            metrics["before_fit"] = scalar_metrics(trainer.test(model, datamodule=datamodule, verbose=False)[0])
+            with testing_before_fit(trainer):
+                metrics["before_fit"] = scalar_metrics(trainer.test(model, datamodule=datamodule, verbose=False)[0])
             save_metrics(run_dir, metrics)
         if cfg.get("train"):
             try:

@@ -32,6 +32,7 @@ MINI_OVERRIDES = [
     "trainer.log_every_n_steps=1",
     "extras.print_config=false",
     "callbacks.cross_modal_retrieval.pool_size=8",
+    "callbacks.modality_map.maps=[pca]",  # UMAP compiles for about 10 s in each process: slow tests and real runs draw it
 ]
 
 

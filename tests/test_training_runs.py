@@ -63,7 +63,7 @@ def test_wandb_offline_run_holds_geometry_scalars_histograms_and_pngs(compose_tr
     last = [row for row in rows if "val/geometry/cosine_inter_cross/values" in row][-1]
     assert sum(last["val/geometry/cosine_inter_cross/values"]) == 24 * 23
     assert any(row.get("val/geometry/cosine_histograms/_type") == "images/separated" for row in rows)
-    assert sorted(p.name for p in (tmp_path / "geometry").glob("*.png")) == ["test_epoch002.png", "val_epoch000.png", "val_epoch001.png", "val_evolution.png"]  # test after 2 epochs
+    assert sorted(p.name for p in (tmp_path / "geometry").glob("*.png")) == ["modalities.png", "test_epoch002.png", "val_epoch000.png", "val_epoch001.png", "val_evolution.png"]  # test after 2 epochs
     assert any(row.get("val/geometry/cosine_histograms_over_epochs/_type") == "images/separated" for row in rows)
     assert {"val/retrieval/text_to_image_median_rank_pool8", "val/retrieval/image_to_text_R@1_batch8", "val/retrieval/text_to_image_mean_rank"} <= logged
     csv_rows = (tmp_path / "csv" / "version_0" / "histograms.csv").read_text().splitlines()

@@ -56,3 +56,36 @@ def log_picture(trainer: L.Trainer, name: str, path: Path) -> None:
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             logger.log_image(key=name, images=[str(path)], step=trainer.global_step)
+
+
+def log_table(trainer: L.Trainer, name: str, frames: list, thumbnail=None) -> None:
+    """Rows of embeddings (pandas frames with the columns of callbacks.embedding_export) as one wandb.Table
+    `name`, the columns the projector panel reads: id, modality, label/bin/likes where present, the vector
+    as a list, and a thumbnail for image rows when `thumbnail(position) -> uint8 3×S×S` is given. W&B only."""
+    loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+    if not loggers:
+        return
+    import wandb
+
+    labels = [column for column in ("label", "bin", "likes") if column in frames[0].columns]
+    columns = ["id", "modality", *labels, "vector", *(["thumbnail"] if thumbnail else [])]
+    table = wandb.Table(columns=columns)
+    for frame in frames:
+        for row in frame.itertuples(index=False):
+            picture = [wandb.Image(thumbnail(row.position).permute(1, 2, 0).numpy()) if row.modality == "image" else None] if thumbnail else []
+            table.add_data(row.id, row.modality, *(getattr(row, column) for column in labels), [float(value) for value in row.vector], *picture)
+    for logger in loggers:
+        logger.log_metrics({name: table}, step=trainer.global_step)
+
+
+def log_artifact(trainer: L.Trainer, name: str, kind: str, paths: list[Path]) -> None:
+    """The files as the W&B artifact `<name>-<run id>` of type `kind`, when the W&B logger logs the model
+    (logger.wandb.log_model: Lightning's convention for what a run hands on); nothing otherwise."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and getattr(logger, "_log_model", False) and paths:
+            import wandb
+
+            artifact = wandb.Artifact(name=f"{name}-{logger.experiment.id}", type=kind)
+            for path in paths:
+                artifact.add_file(str(path), name=Path(path).name)
+            logger.experiment.log_artifact(artifact)

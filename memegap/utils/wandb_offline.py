@@ -79,3 +79,17 @@ def read_exit_codes(run_file: Path) -> list[int]:
 def find_run_files(save_dir: Path) -> list[Path]:
     """The .wandb files of the offline runs under a logger's save_dir, oldest first."""
     return sorted(Path(save_dir).glob("wandb/offline-run-*/run-*.wandb"))
+
+
+def read_artifacts(run_file: Path) -> list[dict[str, Any]]:
+    """Every artifact the run logged: {"name", "type", "files": [paths inside the artifact]}."""
+    from wandb.proto import wandb_internal_pb2
+
+    artifacts = []
+    for payload in iter_record_bytes(run_file):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(payload)
+        if record.WhichOneof("record_type") == "artifact":
+            artifact = record.artifact
+            artifacts.append({"name": artifact.name, "type": artifact.type, "files": [entry.path for entry in artifact.manifest.contents]})
+    return artifacts
