@@ -30,6 +30,7 @@ MAY_IMPORT = {
     "train": {"utils", "metrics", "losses", "index", "nets", "baselines", "data", "models", "callbacks", "collect", "loggers", "config"},
     "eval": {"utils", "metrics", "losses", "index", "nets", "baselines", "data", "models", "callbacks", "collect", "loggers", "config", "train"},
     "testing": {"utils", "metrics", "losses", "index", "nets", "baselines", "data", "models", "callbacks", "collect", "loggers", "config", "train"},
+    "predict": {"utils", "metrics", "losses", "index", "nets", "baselines", "data", "models", "callbacks", "collect", "loggers", "config"},
     "studies": {"*"},  # a study may import any framework room
 }
 

@@ -64,13 +64,13 @@ class PopularityReport(EmbeddingCollector):
         train_set, target = data.datasets["train"], data.hparams.target
         if "lda_coherence" in getattr(data, "text_report", {}):  # to choose data.lda_topics
             self.log_scalars(pl_module, "data", {"lda_coherence": data.text_report["lda_coherence"]})
-        metric = "cosine" if pl_module.hparams.get("distance") == "cosine" else "l2"
+        metric = pl_module.knn_metric() if hasattr(pl_module, "knn_metric") else "l2"
         train_embeddings = self._training_embeddings(trainer, pl_module)
         index = KnnIndex(train_embeddings, metric=metric)
         queries = next(iter(embeddings.values()))
-        if hasattr(pl_module, "predict_targets"):  # a model with its own predictor (the siamese regression)
-            predicted_targets = pl_module.predict_targets(train_embeddings, train_set.targets, queries, self.k)
-        else:
+        if hasattr(pl_module, "predict_targets"):  # the memes nets: kNN, or the siamese regression's own rule
+            predicted_targets, _ = pl_module.predict_targets(train_embeddings, train_set.targets, queries.cpu(), self.k, self.weighting)
+        else:  # another model's embedding on memes (a dual encoder's image tower)
             predicted_targets = knn_predict(index, train_set.targets, queries, self.k, self.weighting)
         predicted = from_target(predicted_targets.double().numpy(), target)
         true = targets["likes"].double().numpy()
@@ -85,7 +85,7 @@ class PopularityReport(EmbeddingCollector):
             return
         folder = Path(trainer.default_root_dir) / "popularity"
         test_set = data.datasets["test"]
-        rows = {f"this model ({'its own predictor' if hasattr(pl_module, 'predict_targets') else 'kNN'}, k = {self.k})": (overall, bins)}
+        rows = {f"this model ({getattr(pl_module, 'predictor_name', 'kNN')}, k = {self.k})": (overall, bins)}
         if self.baselines:
             log.info("popularity: running the baselines on the same split (frozen image and text features, ridge)")
             split = {name: {"images": s.images, "texts": s.texts, "target": to_target(s.likes.numpy(), target)} for name, s in (("train", train_set), ("test", test_set))}

@@ -74,12 +74,17 @@ class KnnIndex:
         return values, indices
 
 
-def knn_predict(index: KnnIndex, reference_targets: Tensor, queries, k: int = 10, weighting: str = "mean") -> Tensor:
-    """Predicted target of each query: the mean target of its k nearest references (the thesis), or
-    with weighting="distance" their mean weighted by 1 / (distance + 1e-8). Q values."""
-    distances, indices = index.search(queries, k)
+def neighbour_mean(reference_targets: Tensor, distances: Tensor, indices: Tensor, weighting: str = "mean") -> Tensor:
+    """Each query's prediction from its neighbours (Q×k distances and reference rows): the mean of their
+    targets (the thesis), or with weighting="distance" that mean weighted by 1 / (distance + 1e-8). Q values."""
     neighbours = reference_targets.double()[indices]
     if weighting == "mean":
         return neighbours.mean(1)
     weights = 1.0 / (distances.double() + 1e-8)
     return (weights * neighbours).sum(1) / weights.sum(1)
+
+
+def knn_predict(index: KnnIndex, reference_targets: Tensor, queries, k: int = 10, weighting: str = "mean") -> Tensor:
+    """Predicted target of each query: neighbour_mean of its k nearest references. Q values."""
+    distances, indices = index.search(queries, k)
+    return neighbour_mean(reference_targets, distances, indices, weighting)

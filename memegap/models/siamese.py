@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from memegap.batch import float_images
 from memegap.errors import UserError
+from memegap.index.knn import KnnIndex, neighbour_mean
 from memegap.nets.backbones import eval_frozen_batchnorm, freeze_stages
 
 TRAINS = ("fc", "all", "last_n")
@@ -33,6 +34,19 @@ class SiameseNet(L.LightningModule):
         self.frozen_stages = freeze_stages(backbone, {"all": None, "fc": 0, "last_n": train_last_n}[trains])
         self.extractor_frozen, self.cache_features, self.fusion = trains == "fc", cache_features, fusion
         self._feature_cache: dict[str, Tensor] = {}
+
+    predictor_name = "kNN"  # how the popularity report names this model's predictor
+
+    def knn_metric(self) -> str:
+        """The distance its embeddings are searched by: cosine for a net trained with it, else L2."""
+        return "cosine" if self.hparams.get("distance") == "cosine" else "l2"
+
+    def predict_targets(self, references: Tensor, reference_targets: Tensor, queries: Tensor, k: int, weighting: str = "mean") -> tuple[Tensor, Tensor]:
+        """The likes prediction of the memes thesis, the one the test step's report and memegap-predict use:
+        each query's (Q×D) k nearest training memes (references N×D, their targets N) in the embedding, and
+        their mean target (memegap.index.knn.neighbour_mean). Returns (predicted targets Q, neighbour rows Q×k)."""
+        distances, neighbours = KnnIndex(references, metric=self.knn_metric()).search(queries, k)
+        return neighbour_mean(reference_targets, distances, neighbours, weighting), neighbours
 
     def text_dim(self) -> int:
         """F, the width of the data module's text features (0 without fusion)."""

@@ -36,12 +36,13 @@ def pair_differences(head: nn.Linear, queries: Tensor, references: Tensor) -> Te
 
 @torch.no_grad()
 def predict_from_pairs(head: nn.Linear, references: Tensor, reference_targets: Tensor, queries: Tensor, k: int = 10,
-                       prediction: str = "neighbours", block_size: int = 1024) -> Tensor:
+                       prediction: str = "neighbours", block_size: int = 1024) -> tuple[Tensor, Tensor]:
     """Predicted target of each query (Q): its k training memes of smallest |predicted difference|,
-    their mean target (neighbours) or the mean of target + predicted difference (corrected)."""
+    their mean target (neighbours) or the mean of target + predicted difference (corrected); and those
+    memes' rows (Q×k, closest first)."""
     k = min(k, len(references))
     targets = reference_targets.to(queries.device, torch.float32)
-    predicted = []
+    predicted, rows = [], []
     for start in range(0, len(queries), block_size):
         differences = pair_differences(head, queries[start : start + block_size], references)
         closest = differences.abs().topk(k, dim=1, largest=False).indices
@@ -49,7 +50,8 @@ def predict_from_pairs(head: nn.Linear, references: Tensor, reference_targets: T
         if prediction == "corrected":
             chosen = chosen + differences.gather(1, closest)
         predicted.append(chosen.mean(1))
-    return torch.cat(predicted)
+        rows.append(closest)
+    return torch.cat(predicted), torch.cat(rows)
 
 
 class SiameseRegression(SiameseNet):
@@ -60,7 +62,7 @@ class SiameseRegression(SiameseNet):
     backbone: the feature extractor (keep_head=false); trains, train_last_n, cache_features, fusion:
     memegap.models.siamese.SiameseNet (trains=fc: only the dense layer trains; fusion: the dense layer
     reads [f_a ‖ t_a ‖ f_b ‖ t_b], the text features t beside the trunk's).
-    predict_targets(...) is what the PopularityReport callback calls instead of its kNN.
+    predict_targets(...) replaces the siamese nets' kNN: the PopularityReport callback and memegap-predict call it.
     """
 
     def __init__(
@@ -117,7 +119,11 @@ class SiameseRegression(SiameseNet):
         self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(features), sync_dist=True)
         return {"loss": loss, "embeddings": {"image": features.detach()}, "bin": batch["bin"], "likes": batch["likes"]}
 
-    def predict_targets(self, references: Tensor, reference_targets: Tensor, queries: Tensor, k: int) -> Tensor:
-        """Predicted targets of the queries (Q) from the training memes' features (N×F) and targets (N)."""
+    predictor_name = "its own predictor"
+
+    def predict_targets(self, references: Tensor, reference_targets: Tensor, queries: Tensor, k: int, weighting: str = "mean") -> tuple[Tensor, Tensor]:
+        """Predicted targets of the queries (Q) from the training memes' features (N×F) and targets (N) by the
+        nearest-difference rule (predict_from_pairs; `weighting` does not apply), and the k memes' rows (Q×k)."""
         device = self.head.weight.device
-        return predict_from_pairs(self.head, references.to(device), reference_targets, queries.to(device), k, self.hparams.prediction).cpu()
+        predicted, rows = predict_from_pairs(self.head, references.to(device), reference_targets, queries.to(device), k, self.hparams.prediction)
+        return predicted.cpu(), rows.cpu()

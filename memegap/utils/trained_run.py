@@ -53,7 +53,10 @@ def trained_model(cfg: DictConfig, run_dir: Path, checkpoint_path: Path | None =
     """The run's model with a checkpoint's weights (default: its best), in eval mode, on the CPU."""
     path = checkpoint_path or best_checkpoint(run_dir)
     checkpoint = load_checkpoint(path, "--checkpoint" if checkpoint_path else "checkpoint")  # a missing, unreadable or foreign file: one line naming it
-    model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    sizes = {}
+    if "num_classes" in cfg.model and cfg.model.num_classes is None:  # a classifier sized by its data module when it trained
+        sizes["num_classes"] = checkpoint.get("hyper_parameters", {}).get("num_classes")
+    model = hydra.utils.instantiate(cfg.model, **sizes, _convert_="all")
     model.on_load_checkpoint(checkpoint)  # adds the frozen pretrained weights, which checkpoints leave out
     try:
         model.load_state_dict(checkpoint["state_dict"])
