@@ -109,3 +109,26 @@ def test_a_wrong_table_refuses_the_start_and_leaves_no_run(tmp_path):
     with pytest.raises(UserError, match=r"nothing.csv: no such table"):
         train(cfg)
     assert not (tmp_path / "run" / "run_state.json").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow
+def test_a_table_of_the_coco_mini_captions_trains_as_data_coco_captions(shared_data, tmp_path):
+    """The shared COCO mini captions written as a pairs table (its split and image as columns) train the same
+    dual encoder, with the same settings, to the test R@1 of data=coco_captions within noise (two binomial
+    standard errors over the test images)."""
+    from memegap.data.coco_captions import read_coco_captions
+
+    root = shared_data / "coco_mini"
+    images, _ = read_coco_captions(root / "captions.json", root, (0.8, 0.1, 0.1))
+    rows = [{"image": str(image.path), "text": caption, "split": image.split, "group": str(image.image_id)} for image in images for caption in image.captions]
+    table = write_table(tmp_path / "coco_pairs.csv", pd.DataFrame(rows))
+    common = ["experiment=twemoji_gap", "data.image_size=32", "data.batch_size=16", "trainer.max_epochs=3", "logger=none", "test_before_fit=false",
+              "callbacks.cross_modal_retrieval.pool_size=8", "callbacks.modality_map.maps=[pca]", "extras.print_config=false",
+              f"paths.data_dir={tmp_path / 'data'}"]
+    coco = train(compose_config("train.yaml", [*common, "data=coco_captions", f"data.root={root}"], tmp_path / "coco"))["test"]
+    pairs = train(compose_config("train.yaml", [*common, "data=pairs_table", f"data.table={table}"], tmp_path / "pairs"))["test"]
+    test_images = sum(image.split == "test" for image in images)
+    for key in ("test/retrieval/image_to_text_R@1", "test/retrieval/text_to_image_R@1"):
+        p = (coco[key] + pairs[key]) / 2
+        standard_error = max((p * (1 - p) / test_images) ** 0.5, 1.0 / test_images)
+        assert abs(coco[key] - pairs[key]) <= 2 * 2**0.5 * standard_error, (key, coco[key], pairs[key], test_images)
