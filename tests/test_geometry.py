@@ -21,7 +21,8 @@ import math
 import pytest
 import torch
 
-from memegap.metrics.geometry import COSINE_HISTOGRAMS, alignment, cosine_histograms, geometry_summary, modality_gap, uniformity
+from memegap.metrics.geometry import (COSINE_HISTOGRAMS, alignment, cosine_histograms, effective_rank, gap_concentration, geometry_summary,
+                                      instance_gap, joint_clustering, modality_gap, relative_modality_gap, uniformity)
 
 
 def sphere_kernel_mean(d: int, t: float) -> float:
@@ -138,7 +139,8 @@ def test_cosine_histograms_of_orthogonal_point_masses():
 def test_geometry_summary_names_the_modalities():
     x, y = point_masses(1.0)
     summary = geometry_summary(x, y, names=("image", "text"))
-    assert set(summary) == {"gap", "alignment", "uniformity_image", "uniformity_text", "uniformity"}
+    assert set(summary) == {"gap", "alignment", "rmg", "l2i", "gap_top1_share", "gap_top5_share", "gap_top10_share", "effective_rank_image",
+                            "effective_rank_text", "effective_rank_joint", "uniformity_image", "uniformity_text", "uniformity"}
     assert summary["gap"] == pytest.approx(2 * math.sin(0.5))
 
 
@@ -147,3 +149,59 @@ def test_geometry_rejects_bad_shapes():
         alignment(torch.ones(3, 4), torch.ones(2, 4))
     with pytest.raises(ValueError, match="N×d"):
         uniformity(torch.ones(3))
+
+
+def basis(*indices: int, d: int = 8) -> torch.Tensor:
+    """Rows e_i of the d-dimensional standard basis."""
+    return torch.eye(d)[list(indices)]
+
+
+def test_rmg_and_l2i_on_constructed_clouds():
+    """d(u, v) = 1 − cos. (a) each modality one point, x̂ = e0, ŷ = e1: m_x = m_y = 0, m_paired = 1 -> RMG = 1;
+    L2I = ‖e0 − e1‖ = √2. (b) x̂ = (e0, e1), ŷ = (e2, e3): every cosine 0, so m_x = m_y = m_paired = 1 ->
+    RMG = 1 / (1 + 1) = 1/2; L2I = √2. (c) ŷ = x̂: m_paired = 0 -> RMG = 0, L2I = 0. (d) x̂ = (e0, e1),
+    ŷ = (e0, −e1): m_x = m_y = 1; m_paired = (0 + 2)/2 = 1 -> RMG = 1/2; L2I = (0 + 2)/2 = 1."""
+    cases = [
+        (basis(0, 0, 0), basis(1, 1, 1), 1.0, math.sqrt(2)),
+        (basis(0, 1), basis(2, 3), 0.5, math.sqrt(2)),
+        (basis(0, 1, 2), basis(0, 1, 2), 0.0, 0.0),
+        (basis(0, 1), torch.stack([torch.eye(8)[0], -torch.eye(8)[1]]), 0.5, 1.0),
+    ]
+    for x, y, rmg, l2i in cases:
+        assert relative_modality_gap(x, y, block_size=2) == pytest.approx(rmg, abs=1e-6)
+        assert instance_gap(x, 3 * y, block_size=2) == pytest.approx(l2i, abs=1e-6)  # scale-free: unit-normalised inside
+
+
+def test_the_gap_concentration_finds_the_coordinates_that_carry_the_gap():
+    """x̂ = e0 and ŷ = e1 for every pair: g = e0 − e1, so ‖g‖² = 2 splits 1 + 1 over coordinates 0 and 1:
+    top-1 share 1/2, top-5 share 1. A gap spread evenly: x̂ = (1, …, 1)/√8, ŷ = −x̂: g = 2x̂, every g_j² equal,
+    top-k share k/8."""
+    concentrated = gap_concentration(basis(0, 0), basis(1, 1))
+    assert concentrated["top1_share"] == pytest.approx(0.5) and concentrated["top5_share"] == pytest.approx(1.0)
+    assert sorted(concentrated["top_coordinates"][:2]) == [0, 1]
+    even = torch.ones(3, 8)
+    spread = gap_concentration(even, -even, ks=(1, 5))
+    assert spread["top1_share"] == pytest.approx(1 / 8) and spread["top5_share"] == pytest.approx(5 / 8)
+
+
+def test_effective_rank_counts_equal_directions():
+    """r orthonormal rows have r singular values of 1: p = 1/r each, entropy log r, RankMe r. Repeating a row
+    k times scales its σ by √k: rows (e0, e0, e0, e0, e1) give σ = (2, 1), p = (2/3, 1/3),
+    RankMe = exp(−(2/3 log 2/3 + 1/3 log 1/3)) = 3 / 2^(2/3) ≈ 1.8899."""
+    assert effective_rank(basis(0, 1, 2, 3), block_size=3) == pytest.approx(4.0, rel=1e-4)
+    assert effective_rank(torch.cat([basis(0, 1, 2, 3), basis(4, 5, 6, 7)])) == pytest.approx(8.0, rel=1e-4)
+    assert effective_rank(basis(0, 0, 0, 0, 1)) == pytest.approx(3 / 2 ** (2 / 3), rel=1e-4)
+
+
+def test_joint_clustering_scores_classes_not_modalities():
+    """Two classes. Aligned: both modalities of class c sit near e_c -> k-means finds the classes, NMI = ARI = 1.
+    A gap: every image near e0, every text near e1, whatever its class -> the two clusters are the modalities,
+    each holding both classes equally: NMI = 0, ARI ≤ 0."""
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.tensor([0, 1] * 6)
+    near = basis(*labels.tolist()) + 0.01 * torch.randn(12, 8, generator=generator)
+    aligned = joint_clustering(near, near + 0.01 * torch.randn(12, 8, generator=generator), labels)
+    assert aligned == {"kmeans_nmi": pytest.approx(1.0), "kmeans_ari": pytest.approx(1.0)}
+    images, texts = basis(*[0] * 12) + 0.01 * torch.randn(12, 8, generator=generator), basis(*[1] * 12) + 0.01 * torch.randn(12, 8, generator=generator)
+    split = joint_clustering(images, texts, labels)
+    assert split["kmeans_nmi"] == pytest.approx(0.0, abs=1e-9) and split["kmeans_ari"] <= 0.0

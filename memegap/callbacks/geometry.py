@@ -77,17 +77,22 @@ class EmbeddingGeometry(EmbeddingCollector):
         (name_x, x), (name_y, y) = list(embeddings.items())[:2]
         scalars = geometry_summary(x, y, names=(name_x, name_y), t=self.uniformity_t)
         counts, edges = cosine_histograms(x, y, bins=self.bins)
-        panels = {
-            "intra-modality (i < j)": {f"intra_{name_x}": counts["intra_x"], f"intra_{name_y}": counts["intra_y"]},
-            "inter-modality": {"inter_paired": counts["inter_paired"], "inter_cross": counts["inter_cross"]},
-        }
-        return scalars, panels, edges
+        return scalars, paired_panels(counts, (name_x, name_y)), edges
 
     def _labelled(self, embeddings: dict[str, Tensor], labels: Tensor) -> tuple[dict[str, float], dict[str, dict[str, Tensor]], Tensor]:
         (name, x), = embeddings.items()
         counts, edges = class_cosine_histograms(x, labels, bins=self.bins)
         means = {key: value for key, value in class_cosine_means(x, labels).items() if value == value}  # nan: no such pair
         return {"uniformity": uniformity(x, self.uniformity_t), **means}, {f"{name} features, pairs i < j": counts}, edges
+
+
+def paired_panels(counts: dict[str, Tensor], names: tuple[str, str]) -> dict[str, dict[str, Tensor]]:
+    """cosine_histograms' four counts of paired embeddings as the pictures' two panels ({heading: {label: counts}})."""
+    name_x, name_y = names
+    return {
+        "intra-modality (i < j)": {f"intra_{name_x}": counts["intra_x"], f"intra_{name_y}": counts["intra_y"]},
+        "inter-modality": {"inter_paired": counts["inter_paired"], "inter_cross": counts["inter_cross"]},
+    }
 
 
 def plot_cosine_histograms(panels: dict[str, dict[str, Tensor]], edges: Tensor, path: Path, title: str) -> None:

@@ -200,16 +200,105 @@ def class_cosine_means(x: Tensor, labels: Tensor) -> dict[str, float]:
     }
 
 
-def geometry_summary(x: Tensor, y: Tensor, names: tuple[str, str] = ("x", "y"), t: float = 2.0) -> dict[str, float]:
-    """Scalar geometry of paired embeddings x, y (N×d) as a flat dict.
+def _mean_intra_cosine(x_hat_sum: Tensor, n: int) -> Tensor:
+    """Mean cos(x̂ᵢ, x̂ⱼ) over i ≠ j from Σᵢ x̂ᵢ (d): (‖Σ x̂‖² − N) / (N(N − 1)), exact in O(N·d)."""
+    return (x_hat_sum.pow(2).sum() - n) / (n * (n - 1))
 
-    Keys: gap, alignment, uniformity_<name> for each modality, and uniformity (their mean).
-    """
+
+def relative_modality_gap(x: Tensor, y: Tensor, block_size: int = DEFAULT_BLOCK_SIZE) -> float:
+    """The relative modality gap (RMG) of paired embeddings x, y (N×d, N ≥ 2), as we read Schrodi et al.
+    (ICLR 2025, "Two effects, one trigger", §3): the mean dissimilarity of the matching pairs relative to
+    the spread within the modalities,
+
+        RMG = m_paired / ((m_x + m_y) / 2 + m_paired),   d(u, v) = 1 − cos(u, v),
+        m_paired = mean_i d(xᵢ, yᵢ),   m_x = mean_{i≠j} d(xᵢ, xⱼ)   (m_y likewise),
+
+    0 when every pair coincides, 1 when each modality is a single point and the two differ; unlike the
+    mean-difference gap it does not fall just because the clouds spread. The published formula could not be
+    checked offline here (only the paper's abstract was at hand): should it scale d or weight the terms
+    otherwise, the ranking of models by RMG is what to compare. O(N·d): the intra-modality means come from
+    Σ x̂ (`_mean_intra_cosine`)."""
+    _check_paired(x, y)
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError("the relative modality gap needs at least 2 pairs")
+    sum_x = sum(block.sum(0, dtype=torch.float64) for block in _normalised_blocks(x, block_size))
+    sum_y = sum(block.sum(0, dtype=torch.float64) for block in _normalised_blocks(y, block_size))
+    m_x, m_y = 1 - _mean_intra_cosine(sum_x, n), 1 - _mean_intra_cosine(sum_y, n)
+    m_paired = alignment(x, y, block_size) / 2  # ‖x̂ − ŷ‖² = 2 − 2 cos
+    denominator = (m_x + m_y) / 2 + m_paired
+    return float(m_paired / denominator) if denominator > 0 else 0.0
+
+
+def instance_gap(x: Tensor, y: Tensor, block_size: int = DEFAULT_BLOCK_SIZE) -> float:
+    """L2I, the instance-wise gap (Schrodi et al., 2025, beside L2M, the distance of the modality means):
+    mean over pairs of ‖x̂ᵢ − ŷᵢ‖₂, the Euclidean distance, not its square (the misalignment, `alignment`,
+    is the mean square). x, y: N×d, paired."""
+    _check_paired(x, y)
+    total = sum((x_hat - y_hat).norm(dim=1).sum(dtype=torch.float64)
+                for x_hat, y_hat in zip(_normalised_blocks(x, block_size), _normalised_blocks(y, block_size)))
+    return float(total / x.shape[0])
+
+
+def gap_concentration(x: Tensor, y: Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float | list[int]]:
+    """How few coordinates carry the gap (Schrodi et al. find a handful do): the share of ‖g‖² in the k largest
+    squared coordinates of the gap vector g = mean(x̂) − mean(ŷ) (centring the joint cloud moves both means
+    alike and leaves g as it is), `top<k>_share` for each k, and `top_coordinates`, the 10 largest, largest
+    first. A gap spread evenly over d coordinates has top-k share k/d."""
+    _, gap_vector = modality_gap(x, y)
+    squares = gap_vector.pow(2)
+    total = float(squares.sum())
+    order = torch.argsort(squares, descending=True)
+    shares = {f"top{k}_share": float(squares[order[:k]].sum()) / total if total > 0 else 0.0 for k in ks}
+    return {**shares, "top_coordinates": order[:10].tolist()}
+
+
+def effective_rank(x: Tensor, block_size: int = DEFAULT_BLOCK_SIZE) -> float:
+    """RankMe (Garrido et al., ICML 2023) of the unit-normalised embeddings x̂ (N×d): exp of the entropy of the
+    singular values normalised to sum 1, p_k = σ_k / Σσ (+1e-7 as the paper); r equal singular values give r.
+    σ² are the eigenvalues of x̂ᵀx̂ (d×d, accumulated block by block in float64), so memory is O(d²), not O(N·d)."""
+    gram = sum(block.double().T @ block.double() for block in _normalised_blocks(x, block_size))
+    singular = torch.linalg.eigvalsh(gram).clamp(min=0).sqrt()
+    p = singular / singular.sum() + 1e-7
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def joint_clustering(x: Tensor, y: Tensor, labels: Tensor, seed: int = 0) -> dict[str, float]:
+    """k-means (scikit-learn, k = the number of classes, 10 starts) on the joint cloud of x̂ and ŷ (2N points,
+    each pair's label on both), scored against the labels by NMI and ARI: 1 when the joint space groups by
+    class whatever the modality, near 0 when it groups by modality (a gap that splits the clusters)."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    _check_paired(x, y)
+    points = torch.cat([_normalise(x), _normalise(y)]).double().cpu().numpy()
+    truth = torch.cat([labels, labels]).cpu().numpy()
+    k = len(set(truth.tolist()))
+    found = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(points)
+    return {"kmeans_nmi": float(normalized_mutual_info_score(truth, found)), "kmeans_ari": float(adjusted_rand_score(truth, found))}
+
+
+def linear_geometry(x: Tensor, y: Tensor, names: tuple[str, str] = ("x", "y")) -> dict[str, float]:
+    """The O(N·d) (and O(d²) memory) measures of paired embeddings, cheap enough for every epoch: gap,
+    alignment, rmg, l2i, gap_top{1,5,10}_share and effective_rank_<name> for each modality and _joint."""
     gap, _ = modality_gap(x, y)
-    uniformities = {f"uniformity_{name}": uniformity(z, t) for name, z in zip(names, (x, y))}
+    concentration = gap_concentration(x, y)
     return {
         "gap": gap,
         "alignment": alignment(x, y),
-        **uniformities,
-        "uniformity": sum(uniformities.values()) / 2.0,
+        "rmg": relative_modality_gap(x, y),
+        "l2i": instance_gap(x, y),
+        **{f"gap_{key}": value for key, value in concentration.items() if key.endswith("_share")},
+        **{f"effective_rank_{name}": effective_rank(z) for name, z in zip(names, (x, y))},
+        "effective_rank_joint": effective_rank(torch.cat([x, y])),
     }
+
+
+def geometry_summary(x: Tensor, y: Tensor, names: tuple[str, str] = ("x", "y"), t: float = 2.0) -> dict[str, float]:
+    """Scalar geometry of paired embeddings x, y (N×d) as a flat dict.
+
+    Keys: those of linear_geometry (gap, alignment, rmg, l2i, gap concentration, effective ranks), then
+    uniformity_<name> for each modality and uniformity (their mean).
+    """
+    uniformities = {f"uniformity_{name}": uniformity(z, t) for name, z in zip(names, (x, y))}
+    return {**linear_geometry(x, y, names), **uniformities, "uniformity": sum(uniformities.values()) / 2.0}
