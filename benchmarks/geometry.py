@@ -1,9 +1,11 @@
 """Geometry metrics at N = 1k, 10k, 100k (d = 512): time and peak memory, and the ratio against a naive
-torch.pdist implementation of uniformity at 10k (at 100k the naive one would need tens of GB).
+torch.pdist implementation of uniformity at 10k (at 100k the naive one would need tens of GB); and the
+whole `memegap-geometry` report (every measure but the files, O(N²) ones on its default sample of 10,000)
+at each N given by --report-sizes.
 
 Each measurement runs in a fresh process, so its peak RSS is its own: `peak_mb` is the peak resident
 memory above what the process held once the inputs were made. Prints one JSON document.
-    python benchmarks/geometry.py [--sizes 1000 10000 100000] [--dim 512]
+    python benchmarks/geometry.py [--sizes 1000 10000 100000] [--dim 512] [--report-sizes 10000 100000]
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def measure(task: str, n: int, dim: int, queue) -> None:
     x, y = torch.randn(n, dim), torch.randn(n, dim)
     baseline = rss_peak_mb()
     functions = {
+        "report": lambda: whole_report(x, y),
         "uniformity": lambda: uniformity(x),
         "naive_uniformity": lambda: naive_uniformity(x),
         "gap": lambda: modality_gap(x, y)[0],
@@ -43,6 +46,14 @@ def measure(task: str, n: int, dim: int, queue) -> None:
     value = functions[task]()
     seconds = time.perf_counter() - start
     queue.put({"task": task, "n": n, "dim": dim, "seconds": round(seconds, 4), "peak_mb": round(rss_peak_mb() - baseline, 1), "value": value})
+
+
+def whole_report(x: torch.Tensor, y: torch.Tensor) -> float:
+    """memegap-geometry's report of paired x, y with its default options; returns the gap."""
+    from memegap.studies.modality_gap.geometry_report import parse_arguments, report
+
+    args = parse_arguments(["image.npy", "text.npy", "--out", "unused"])
+    return report(x, y, None, None, ["image", "text"], args)["gap"]
 
 
 def run_in_fresh_process(task: str, n: int, dim: int) -> dict:
@@ -60,9 +71,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--naive-at", type=int, default=10_000, help="N at which the naive pdist version is also run")
+    parser.add_argument("--report-sizes", type=int, nargs="*", default=[10_000, 100_000], help="N at which the whole memegap-geometry report is timed")
     args = parser.parse_args()
 
     results = [run_in_fresh_process(task, n, args.dim) for n in args.sizes for task in ("uniformity", "gap", "alignment")]
+    results += [run_in_fresh_process("report", n, args.dim) for n in args.report_sizes]
     report = {"threads": torch.get_num_threads(), "dim": args.dim, "results": results}
     if args.naive_at in args.sizes:
         ours = next(r for r in results if r["task"] == "uniformity" and r["n"] == args.naive_at)

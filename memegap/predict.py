@@ -44,7 +44,7 @@ from torch import Tensor
 
 from memegap.batch import float_images
 from memegap.errors import UserError, reported_as_one_line
-from memegap.utils.cli import HelpFormatter, number_in
+from memegap.utils.cli import HelpFormatter, command_console, number_in
 from memegap.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("memegap").setLevel(logging.INFO)
+    command_console()
     with reported_as_one_line("memegap-predict", verbose=args.verbose):
         frame = predict(args)
         log.info("%s rows written to %s", f"{len(frame):,}", args.out)

@@ -135,6 +135,21 @@ def table_store_name(source: str, table: str | Path) -> str:
     return f"{source}-{Path(table).stem}-{digest}"
 
 
+def pack_table_images(source: str, table: str | Path, files: Sequence[Path], size: int, store_dir: str | Path,
+                      workers: int | None) -> tuple[ImageStore, set[str], int]:
+    """The store of the image files a user's table names (its own store: table_store_name), built when
+    needed. Returns it, the keys (the files' paths as text) it could read, and how many files it could not;
+    those are named once in a warning with an example and where the list is."""
+    store = ImageStore(store_dir, table_store_name(source, table), size).ensure([(str(path), path) for path in files], workers)
+    entries = store.rows()
+    readable = {entry["key"] for entry in entries if entry["status"] == "ok"}
+    unreadable = [entry for entry in entries if entry["status"] != "ok"]
+    if unreadable:
+        log.warning("%d of %d images of %s are missing or unreadable and left out, e.g. %s (%s); all in %s/rows.parquet", len(unreadable),
+                    len(files), table, unreadable[0]["source_file"], unreadable[0]["reason"], store.location)
+    return store, readable, len(unreadable)
+
+
 @contextmanager
 def random_state_kept() -> Iterator[None]:
     """Restore Python's, NumPy's and torch's random state on the way out: building a store (litdata)

@@ -19,7 +19,6 @@ layout as well as the Reddit one (memegap/data/memes_table.py), so it is not rep
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from typing import NamedTuple
 import torch
 from torchvision.transforms import v2
 
-from memegap.data.image_store import ImageStore
+from memegap.data.image_store import pack_table_images
 from memegap.data.labelled import LabelledImageDataModule, LabelledImages
 from memegap.data.splits import SPLITS, evenly_spaced, split_groups, stratified_split
 from memegap.errors import UserError
@@ -149,16 +148,10 @@ class LabelledTableDataModule(LabelledImageDataModule):
             return
         hp = self.hparams
         rows = self._split_rows(self.rows if self.rows is not None else self.read_rows())
-        files = sorted({row.path for row in rows})
-        source = "labelled-" + hashlib.sha1(str(Path(hp.table).resolve()).encode()).hexdigest()[:8]
-        store = ImageStore(hp.store_dir, source, hp.image_size).ensure([(str(path), path) for path in files], hp.store_workers)
-        readable = {entry["key"] for entry in store.rows() if entry["status"] == "ok"}
-        unreadable = [entry for entry in store.rows() if entry["status"] != "ok"]
+        store, readable, unreadable = pack_table_images("labelled", hp.table, sorted({row.path for row in rows}), hp.image_size, hp.store_dir, hp.store_workers)
         if unreadable:
-            self.counts["unreadable_images"] = len(unreadable)
+            self.counts["unreadable_images"] = unreadable
             self.counts["rows_of_unreadable_images"] = sum(str(row.path) not in readable for row in rows)
-            log.warning("%d of %d images of %s are missing or unreadable and left out, e.g. %s (%s); all in %s/rows.parquet", len(unreadable),
-                        len(files), hp.table, unreadable[0]["source_file"], unreadable[0]["reason"], store.location)
         index_of = {name: index for index, name in enumerate(self.class_names)}
         self.train_augment = [v2.RandomHorizontalFlip()] if hp.augment else []  # ours, as the other classification sources
         for split in SPLITS:

@@ -19,7 +19,6 @@ column names the table, the column and the columns it has.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import NamedTuple
 
 from torch.utils.data import Sampler
 
-from memegap.data.image_store import ImageStore
+from memegap.data.image_store import pack_table_images
 from memegap.data.pairs import ImageTextPairs, PairedDataModule
 from memegap.data.sampling import OnePerGroupSampler
 from memegap.data.splits import SPLITS, evenly_spaced, split_groups
@@ -120,16 +119,10 @@ class PairsTableDataModule(PairedDataModule):
         if rows[0].split is None:  # no split column: by group, in split_fractions
             split_of = split_groups([row.group for row in rows], tuple(hp.split_fractions))
             rows = [row._replace(split=split) for row, split in zip(rows, split_of)]
-        files = sorted({row.path for row in rows})
-        source = "table-" + hashlib.sha1(str(Path(hp.table).resolve()).encode()).hexdigest()[:8]
-        store = ImageStore(hp.store_dir, source, hp.image_size).ensure([(str(path), path) for path in files], hp.store_workers)
-        readable = {entry["key"] for entry in store.rows() if entry["status"] == "ok"}
-        unreadable = [entry for entry in store.rows() if entry["status"] != "ok"]
+        store, readable, unreadable = pack_table_images("pairs", hp.table, sorted({row.path for row in rows}), hp.image_size, hp.store_dir, hp.store_workers)
         if unreadable:
-            self.counts["unreadable_images"] = len(unreadable)
+            self.counts["unreadable_images"] = unreadable
             self.counts["rows_of_unreadable_images"] = sum(str(row.path) not in readable for row in rows)
-            log.warning("%d of %d images of %s are missing or unreadable and left out, e.g. %s (%s); all in %s/rows.parquet", len(unreadable),
-                        len(files), hp.table, unreadable[0]["source_file"], unreadable[0]["reason"], store.location)
         for split in SPLITS:
             keys = evenly_spaced(sorted({str(row.path) for row in rows if row.split == split and str(row.path) in readable}), hp.max_per_split)
             image_of_key = {key: image for image, key in enumerate(keys)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 from rich_argparse import ArgumentDefaultsRichHelpFormatter, RawDescriptionRichHelpFormatter
@@ -34,3 +35,10 @@ def usable_cores() -> int:
     """The CPU cores this process may use (its affinity mask where the OS has one): the bound of the
     counts that start a process each (data.num_workers, data.store_workers) and the store build's default."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def command_console() -> None:
+    """The console of the commands outside Hydra (memegap-predict, memegap-geometry, memegap-search): memegap's
+    progress at INFO, other libraries' warnings only, each line as it is."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("memegap").setLevel(logging.INFO)

@@ -36,7 +36,7 @@ from torch import Tensor
 from memegap.errors import UserError, reported_as_one_line
 from memegap.metrics.geometry import cosine_histograms, cosine_spread, gap_concentration, joint_clustering, linear_geometry, uniformity
 from memegap.metrics.retrieval import images_of_rows, recall_at_k
-from memegap.utils.cli import HelpFormatter, number_in
+from memegap.utils.cli import HelpFormatter, command_console, number_in
 from memegap.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("memegap").setLevel(logging.INFO)
+    command_console()
     with reported_as_one_line("memegap-geometry", verbose=args.verbose):
         pairs = load_pairs(args)
         result = report(*pairs, args)

@@ -30,7 +30,7 @@ import torch
 
 from memegap.batch import float_images
 from memegap.errors import UserError, reported_as_one_line
-from memegap.utils.cli import HelpFormatter, number_in
+from memegap.utils.cli import HelpFormatter, command_console, number_in
 from memegap.utils.io import atomic_path
 
 log = logging.getLogger("memegap.studies.modality_gap.search")
@@ -158,8 +158,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # other libraries (litdata's store notes): warnings only
-    logging.getLogger("memegap").setLevel(logging.INFO)
+    command_console()
     with reported_as_one_line("memegap-search", verbose=args.verbose):
         search(args)
 
