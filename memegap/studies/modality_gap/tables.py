@@ -29,7 +29,7 @@ import yaml
 from memegap.errors import UserError, reported_as_one_line
 from memegap.utils.io import atomic_path
 
-SETTINGS = ("ce", "ce_ortho_intra", "ce_ortho_intra_inter", "ce_variance", "ce_antipodal", "ce_antipodal_variance", "ce_cyclip")
+SETTINGS = ("ce", "ce_ortho_intra", "ce_ortho_intra_inter", "ce_variance", "ce_antipodal", "ce_antipodal_variance", "ce_cyclip", "siglip")
 # What every job of the study's multirun names in its overrides (the sweep's three axes).
 STUDY_KEYS = ("gap_data", "model/loss", "seed")
 COLUMNS = ("gap", "misalignment", "clustering", "R@1", "R@5", "R@10")
