@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 
 from memegap.batch import float_images
+from memegap.metrics.retrieval import images_of_rows
 from memegap.errors import UserError, reported_as_one_line
 from memegap.utils.cli import HelpFormatter, command_console, number_in
 from memegap.utils.io import atomic_path
@@ -303,10 +304,8 @@ def rank_candidates(model, datamodule, items: Items, top_k: int, with_embeddings
     images = embed_images(model, datamodule, items.image_batches(), len(image_ids)) if items.image_batches else None
     texts = embed_texts(model, items.texts) if items.texts is not None else None
     if "image_id" in items.truth:  # a split: one image row per image (the first of its pairs), every caption a text row
-        first: dict[int, int] = {}
-        for row, key in enumerate(items.truth["image_id"]):
-            first.setdefault(key, row)
-        images, image_ids = images[list(first.values())], [image_ids[row] for row in first.values()]
+        firsts = images_of_rows(torch.tensor(items.truth["image_id"]))[0]
+        images, image_ids = images[firsts], [image_ids[row] for row in firsts.tolist()]
     if images is None or texts is None:  # one modality given: the other from the run's test split
         test = split_items(datamodule, "test", "dual")
         if images is None:

@@ -176,11 +176,11 @@ def test_the_gap_concentration_finds_the_coordinates_that_carry_the_gap():
     """x̂ = e0 and ŷ = e1 for every pair: g = e0 − e1, so ‖g‖² = 2 splits 1 + 1 over coordinates 0 and 1:
     top-1 share 1/2, top-5 share 1. A gap spread evenly: x̂ = (1, …, 1)/√8, ŷ = −x̂: g = 2x̂, every g_j² equal,
     top-k share k/8."""
-    concentrated = gap_concentration(basis(0, 0), basis(1, 1))
+    concentrated = gap_concentration(modality_gap(basis(0, 0), basis(1, 1))[1])
     assert concentrated["top1_share"] == pytest.approx(0.5) and concentrated["top5_share"] == pytest.approx(1.0)
     assert sorted(concentrated["top_coordinates"][:2]) == [0, 1]
     even = torch.ones(3, 8)
-    spread = gap_concentration(even, -even, ks=(1, 5))
+    spread = gap_concentration(modality_gap(even, -even)[1], ks=(1, 5))
     assert spread["top1_share"] == pytest.approx(1 / 8) and spread["top5_share"] == pytest.approx(5 / 8)
 
 

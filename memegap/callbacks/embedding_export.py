@@ -41,7 +41,7 @@ def embedding_table(split: str, embeddings: dict[str, Tensor], targets: dict[str
     """The rows of one split: for each modality ({name: N×d}), N rows in position order (format: module docstring)."""
     count = len(next(iter(embeddings.values())))
     ids = list(ids) if ids is not None else [f"{split}/{position}" for position in range(count)]
-    columns: dict[str, list] = {"id": [], "split": [], "modality": [], "position": [], "image_id": [], "vector": []}
+    columns: dict[str, list] = {"id": [], "split": [], "modality": [], "position": [], "image_id": []}
     labels = {name: targets[name].cpu().numpy() for name in LABEL_KEYS if name in targets and targets[name].ndim == 1}
     for name in labels:
         columns[name] = []
@@ -57,7 +57,6 @@ def embedding_table(split: str, embeddings: dict[str, Tensor], targets: dict[str
             columns[name] += values_of_label.tolist()
         vectors.append(values.detach().float().cpu().numpy())
     stacked = np.concatenate(vectors).astype(np.float32)
-    del columns["vector"]
     arrays = {name: pa.array(values, type=LABEL_KEYS.get(name, pa.int64() if name in ("position", "image_id") else pa.string()))
               for name, values in columns.items()}
     arrays["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(stacked.reshape(-1)), stacked.shape[1])

@@ -11,7 +11,7 @@ from torch import Tensor
 from memegap.callbacks.collect import EmbeddingCollector
 from memegap.callbacks.log_media import log_histogram, log_picture
 from memegap.metrics.geometry import class_cosine_histograms, class_cosine_means, cosine_histograms, geometry_summary, uniformity
-from memegap.metrics.retrieval import images_of_rows
+from memegap.metrics.retrieval import each_image_once
 from memegap.utils.figures import save_figure
 
 
@@ -41,10 +41,7 @@ class EmbeddingGeometry(EmbeddingCollector):
             rank_zero_warn(f"{stage}: fewer than 2 embeddings; geometry needs at least 2, skipped")
             return
         if len(embeddings) >= 2:
-            if "image_id" in targets:  # several captions per image: each image once, with its first caption
-                first_rows, _ = images_of_rows(targets["image_id"])
-                embeddings = {name: value[first_rows.to(value.device)] for name, value in embeddings.items()}
-            scalars, panels, edges = self._paired(embeddings)
+            scalars, panels, edges = self._paired(each_image_once(embeddings, targets.get("image_id")))
         elif "label" in targets or "bin" in targets:
             scalars, panels, edges = self._labelled(embeddings, targets["label"] if "label" in targets else targets["bin"])
         else:

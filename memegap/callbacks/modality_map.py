@@ -20,7 +20,7 @@ from torch import Tensor
 from memegap.callbacks.collect import EmbeddingCollector, is_before_fit
 from memegap.callbacks.log_media import log_picture
 from memegap.metrics.geometry import modality_gap
-from memegap.metrics.retrieval import images_of_rows
+from memegap.metrics.retrieval import each_image_once
 from memegap.utils.figures import save_figure
 
 MAPS = ("pca", "umap")
@@ -86,9 +86,7 @@ class ModalityMap(EmbeddingCollector):
     def on_embeddings(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, embeddings: dict[str, Tensor], targets: dict[str, Tensor]) -> None:
         if stage != "test" or len(embeddings) < 2 or not trainer.is_global_zero:
             return
-        if "image_id" in targets:  # several captions per image: each image once, with its first caption
-            first_rows, _ = images_of_rows(targets["image_id"])
-            embeddings = {name: value[first_rows.to(value.device)] for name, value in embeddings.items()}
+        embeddings = each_image_once(embeddings, targets.get("image_id"))  # each image once, with its first caption
         embeddings = {name: value.detach().cpu() for name, value in list(embeddings.items())[:2]}
         if is_before_fit(trainer):
             self._before = embeddings

@@ -66,12 +66,11 @@ class PopularityReport(EmbeddingCollector):
             self.log_scalars(pl_module, "data", {"lda_coherence": data.text_report["lda_coherence"]})
         metric = pl_module.knn_metric() if hasattr(pl_module, "knn_metric") else "l2"
         train_embeddings = self._training_embeddings(trainer, pl_module)
-        index = KnnIndex(train_embeddings, metric=metric)
         queries = next(iter(embeddings.values()))
         if hasattr(pl_module, "predict_targets"):  # the memes nets: kNN, or the siamese regression's own rule
             predicted_targets, _ = pl_module.predict_targets(train_embeddings, train_set.targets, queries.cpu(), self.k, self.weighting)
         else:  # another model's embedding on memes (a dual encoder's image tower)
-            predicted_targets = knn_predict(index, train_set.targets, queries, self.k, self.weighting)
+            predicted_targets = knn_predict(KnnIndex(train_embeddings, metric=metric), train_set.targets, queries, self.k, self.weighting)
         predicted = from_target(predicted_targets.double().numpy(), target)
         true = targets["likes"].double().numpy()
         if stage == "val":
@@ -101,7 +100,7 @@ class PopularityReport(EmbeddingCollector):
         log_picture(trainer, "test/popularity/likes_histogram", folder / "likes_histogram.png")
         if self.pictures:
             plot_projections(train_embeddings, queries, train_set.likes.numpy(), true, folder / "projections.png")
-            distances, neighbours = index.search(queries, 5)
+            distances, neighbours = KnnIndex(train_embeddings, metric=metric).search(queries, 5)  # the gallery: nearest in the embedding
             plot_gallery(test_set.images, true, train_set.images, train_set.likes.numpy(), neighbours, distances, predicted, folder / "gallery.png")
             for name in ("projections", "gallery"):
                 log_picture(trainer, f"test/popularity/{name}", folder / f"{name}.png")

@@ -240,12 +240,11 @@ def instance_gap(x: Tensor, y: Tensor, block_size: int = DEFAULT_BLOCK_SIZE) -> 
     return float(total / x.shape[0])
 
 
-def gap_concentration(x: Tensor, y: Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float | list[int]]:
+def gap_concentration(gap_vector: Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float | list[int]]:
     """How few coordinates carry the gap (Schrodi et al. find a handful do): the share of ‖g‖² in the k largest
-    squared coordinates of the gap vector g = mean(x̂) − mean(ŷ) (centring the joint cloud moves both means
-    alike and leaves g as it is), `top<k>_share` for each k, and `top_coordinates`, the 10 largest, largest
-    first. A gap spread evenly over d coordinates has top-k share k/d."""
-    _, gap_vector = modality_gap(x, y)
+    squared coordinates of the gap vector g = mean(x̂) − mean(ŷ) (modality_gap's; centring the joint cloud moves
+    both means alike and leaves g as it is), `top<k>_share` for each k, and `top_coordinates`, the 10 largest,
+    largest first. A gap spread evenly over d coordinates has top-k share k/d."""
     squares = gap_vector.pow(2)
     total = float(squares.sum())
     order = torch.argsort(squares, descending=True)
@@ -281,8 +280,8 @@ def joint_clustering(x: Tensor, y: Tensor, labels: Tensor, seed: int = 0) -> dic
 def linear_geometry(x: Tensor, y: Tensor, names: tuple[str, str] = ("x", "y")) -> dict[str, float]:
     """The O(N·d) (and O(d²) memory) measures of paired embeddings, cheap enough for every epoch: gap,
     alignment, rmg, l2i, gap_top{1,5,10}_share and effective_rank_<name> for each modality and _joint."""
-    gap, _ = modality_gap(x, y)
-    concentration = gap_concentration(x, y)
+    gap, gap_vector = modality_gap(x, y)
+    concentration = gap_concentration(gap_vector)
     return {
         "gap": gap,
         "alignment": alignment(x, y),

@@ -73,6 +73,21 @@ def images_of_rows(image_of_row: Tensor) -> tuple[Tensor, Tensor]:
     return torch.tensor(first_rows, dtype=torch.long), torch.tensor(owner, dtype=torch.long)
 
 
+def first_rows(image_of_row: Tensor | None, count: int) -> Tensor:
+    """The first row of each image (images_of_rows), or every one of `count` rows when there are no image keys
+    (one text per image)."""
+    return images_of_rows(image_of_row)[0] if image_of_row is not None else torch.arange(count)
+
+
+def each_image_once(embeddings: dict[str, Tensor], image_of_row: Tensor | None) -> dict[str, Tensor]:
+    """Paired rows ({modality: N×d}) with each image once, with its first caption (COCO's five captions an image);
+    as they are without image keys."""
+    if image_of_row is None:
+        return embeddings
+    rows = images_of_rows(image_of_row)[0]
+    return {name: value[rows.to(value.device)] for name, value in embeddings.items()}
+
+
 def recall_at_k(
     image: Tensor,
     text: Tensor,

@@ -34,8 +34,8 @@ import torch
 from torch import Tensor
 
 from memegap.errors import UserError, reported_as_one_line
-from memegap.metrics.geometry import cosine_histograms, cosine_spread, gap_concentration, joint_clustering, linear_geometry, uniformity
-from memegap.metrics.retrieval import images_of_rows, recall_at_k
+from memegap.metrics.geometry import cosine_histograms, cosine_spread, gap_concentration, joint_clustering, linear_geometry, modality_gap, uniformity
+from memegap.metrics.retrieval import first_rows, recall_at_k
 from memegap.utils.cli import HelpFormatter, command_console, number_in
 from memegap.utils.io import atomic_path
 
@@ -139,41 +139,41 @@ def report(image: Tensor, text: Tensor, image_ids: Tensor | None, labels: Tensor
     """Every measure (module docstring) as one JSON-ready dict."""
     from memegap.studies.modality_gap.shift_sweep import shift_sweep
 
-    first_rows = images_of_rows(image_ids)[0] if image_ids is not None else torch.arange(len(image))
-    x, y = image[first_rows], text[first_rows]  # each image once, with its first caption (as the geometry callback)
-    result: dict = {"pairs": len(image), "images": len(first_rows), "dimensions": image.shape[1], "modalities": names}
+    firsts = first_rows(image_ids, len(image))
+    x, y = image[firsts], text[firsts]  # each image once, with its first caption (as the geometry callback)
+    result: dict = {"pairs": len(image), "images": len(firsts), "dimensions": image.shape[1], "modalities": names}
     result |= linear_geometry(x, y, names=tuple(names))
-    concentration = gap_concentration(x, y)
-    result["gap_top_coordinates"] = concentration["top_coordinates"]
-    result["gap_vector"] = (torch.nn.functional.normalize(x.double(), dim=1).mean(0) - torch.nn.functional.normalize(y.double(), dim=1).mean(0)).tolist()
-    sample = even_sample(len(first_rows), args.exact_up_to)
+    _, gap_vector = modality_gap(x, y)
+    result["gap_top_coordinates"] = gap_concentration(gap_vector)["top_coordinates"]
+    result["gap_vector"] = gap_vector.tolist()
+    sample = even_sample(len(firsts), args.exact_up_to)
     xs, ys = x[sample], y[sample]
-    result["sampled"] = {"images": len(sample), "of": len(first_rows),
-                         "measures": "uniformity, cone minimum, whole-set ranks, histograms, k-means, shift sweep" if len(sample) < len(first_rows) else "none"}
+    result["sampled"] = {"images": len(sample), "of": len(firsts),
+                         "measures": "uniformity, cone minimum, whole-set ranks, histograms, k-means, shift sweep" if len(sample) < len(firsts) else "none"}
     uniformities = {f"uniformity_{name}": uniformity(z) for name, z in zip(names, (xs, ys))}
     result |= uniformities | {"uniformity": sum(uniformities.values()) / 2}
     for name, z in zip(names, (xs, ys)):
         spread = cosine_spread(z)
         result |= {f"{name}_mean_cosine": spread["mean_cosine"], f"{name}_min_cosine": spread["min_cosine"]}
     result["paired_mean_cosine"] = float(torch.nn.functional.cosine_similarity(x.double(), y.double(), dim=1).mean())
-    sample_rows = sampled_rows(image_ids, first_rows, sample)
+    sample_rows = sampled_rows(image_ids, firsts, sample)
     sampled_ids = image_ids[sample_rows] if image_ids is not None else None
     result["retrieval"] = recall_at_k(image[sample_rows], text[sample_rows], image_of_row=sampled_ids)
-    pool_size = min(args.pool_size, len(first_rows))
+    pool_size = min(args.pool_size, len(firsts))
     result["retrieval"] |= recall_at_k(image, text, pool_size=pool_size, pool_repeats=args.pool_repeats, image_of_row=image_ids)
     result["pool_size"] = pool_size
     if labels is not None:
-        result |= joint_clustering(xs, ys, labels[first_rows][sample])
+        result |= joint_clustering(xs, ys, labels[firsts][sample])
     result["shift"] = shift_sweep(image[sample_rows], text[sample_rows], list(args.lambdas), args.logit_scale,
                                   min(pool_size, len(sample)), args.pool_repeats, sampled_ids)
     return result
 
 
-def sampled_rows(image_ids: Tensor | None, first_rows: Tensor, sample: Tensor) -> Tensor:
-    """All rows (captions) of the sampled images."""
+def sampled_rows(image_ids: Tensor | None, firsts: Tensor, sample: Tensor) -> Tensor:
+    """All rows (captions) of the sampled images (`sample`: positions among the images' first rows `firsts`)."""
     if image_ids is None:
         return sample
-    chosen = set(image_ids[first_rows[sample]].tolist())
+    chosen = set(image_ids[firsts[sample]].tolist())
     return torch.tensor([row for row, key in enumerate(image_ids.tolist()) if key in chosen], dtype=torch.long)
 
 
@@ -185,8 +185,8 @@ def write_report(result: dict, pairs: tuple, args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out / "report.json") as temporary:
         temporary.write_text(json.dumps(result, indent=2) + "\n")
-    first_rows = images_of_rows(image_ids)[0] if image_ids is not None else torch.arange(len(image))
-    sample = first_rows[even_sample(len(first_rows), args.exact_up_to)]
+    firsts = first_rows(image_ids, len(image))
+    sample = firsts[even_sample(len(firsts), args.exact_up_to)]
     counts, edges = cosine_histograms(image[sample], text[sample])
     plot_cosine_histograms(paired_panels(counts, names), edges, args.out / "cosine_histograms.png",
                            title=f"{args.embeddings[0].name}: gap {result['gap']:.3f}, RMG {result['rmg']:.3f}")

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from memegap.losses.contrastive import clip_loss
 from memegap.metrics.geometry import modality_gap
-from memegap.metrics.retrieval import images_of_rows, pools, recall_at_k
+from memegap.metrics.retrieval import first_rows, pools, recall_at_k
 
 
 def gap_vector(x: Tensor, y: Tensor) -> Tensor:
@@ -51,15 +51,15 @@ def shift_sweep(
     nearest class prompt is their class, and its balanced form (the mean of the per-class shares, over
     the classes present). image_of_row: see recall_at_k (the gap and the loss then take each image
     once, with its first caption)."""
-    first_rows = images_of_rows(image_of_row)[0] if image_of_row is not None else torch.arange(len(image))
-    delta = gap_vector(image[first_rows], text[first_rows])
-    pool_size = min(pool_size, len(first_rows))
-    loss_pools = pools(len(first_rows), pool_size, pool_seed=0, repeats=1)
+    firsts = first_rows(image_of_row, len(image))
+    delta = gap_vector(image[firsts], text[firsts])
+    pool_size = min(pool_size, len(firsts))
+    loss_pools = pools(len(firsts), pool_size, pool_seed=0, repeats=1)
     scale = torch.tensor(logit_scale, dtype=torch.float64)
     rows = []
     for lam in lambdas:
         x, y = shift(image, text, lam, delta)
-        x_once, y_once = x[first_rows], y[first_rows]  # each image once, with its first caption
+        x_once, y_once = x[firsts], y[firsts]  # each image once, with its first caption
         row = {"lambda": float(lam), "gap": modality_gap(x_once, y_once)[0]}
         recall = recall_at_k(x, y, pool_size=pool_size, pool_repeats=pool_repeats, image_of_row=image_of_row)
         row |= {key.replace(f"_pool{pool_size}", ""): value for key, value in recall.items() if "_R@" in key}
