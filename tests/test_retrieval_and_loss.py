@@ -83,6 +83,34 @@ def test_pooled_recall_counts_only_confusions_inside_a_pool():
     assert [pool.tolist() for pool in pools(25, 10, mode="batches")] == [list(range(10)), list(range(10, 20))]
 
 
+@pytest.mark.parametrize("captions_per_image", [1, 3])
+def test_pooled_recall_is_the_definition_counted_pool_by_pool(captions_per_image):
+    # Counted by hand in each pool (the definition in _ranks' docstring): a text's rank is the number of the pool's
+    # images scoring above its own; an image's, the number of other images' texts scoring above its best own text.
+    # One caption per image takes the batched path (_pooled_ranks), several the grouped rows (_pool_rows).
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randn(47, 8, generator=generator)
+    owner = torch.arange(47).repeat_interleave(captions_per_image)[torch.randperm(47 * captions_per_image, generator=generator)]
+    image, text = images[owner], images[owner] + 1.2 * torch.randn(len(owner), 8, generator=generator)
+    pooled = recall_at_k(image, text, ks=(1, 5), pool_size=6, pool_repeats=2, image_of_row=owner if captions_per_image > 1 else None)
+    cosine = torch.nn.functional.normalize(text, dim=1) @ torch.nn.functional.normalize(images, dim=1).T  # texts × images
+    first_seen = list(dict.fromkeys(owner.tolist()))  # recall_at_k's image order, which the pools index
+    ranks = {"image_to_text": [], "text_to_image": []}
+    for pool in pools(47, 6, repeats=2):
+        chosen = [first_seen[i] for i in pool.tolist()]
+        rows = [row for row in range(len(owner)) if owner[row] in chosen]
+        for row in rows:
+            ranks["text_to_image"].append(sum(bool(cosine[row, other] > cosine[row, owner[row]]) for other in chosen))
+        for key in chosen:
+            best_own = max(float(cosine[row, key]) for row in rows if owner[row] == key)
+            ranks["image_to_text"].append(sum(bool(cosine[row, key] > best_own) for row in rows if owner[row] != key))
+    for direction, counted in ranks.items():
+        for k in (1, 5):
+            assert pooled[f"{direction}_R@{k}_pool6"] == pytest.approx(sum(rank < k for rank in counted) / len(counted))
+        assert pooled[f"{direction}_mean_rank_pool6"] == pytest.approx(1 + sum(counted) / len(counted))
+    assert 0.0 < pooled["image_to_text_R@1_pool6"] < 1.0 and 0.0 < pooled["text_to_image_R@1_pool6"] < 1.0
+
+
 def test_infonce_on_orthonormal_pairs():
     # logits = s·I with s = exp(logit_scale) = 10: CE per row = log(1 + e^{−10}); both directions equal.
     eye = torch.eye(2, dtype=torch.float64)

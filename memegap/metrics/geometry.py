@@ -254,9 +254,17 @@ def gap_concentration(gap_vector: Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> d
 
 def effective_rank(x: Tensor, block_size: int = DEFAULT_BLOCK_SIZE) -> float:
     """RankMe (Garrido et al., ICML 2023) of the unit-normalised embeddings x̂ (N×d): exp of the entropy of the
-    singular values normalised to sum 1, p_k = σ_k / Σσ (+1e-7 as the paper); r equal singular values give r.
-    σ² are the eigenvalues of x̂ᵀx̂ (d×d, accumulated block by block in float64), so memory is O(d²), not O(N·d)."""
-    gram = sum(block.double().T @ block.double() for block in _normalised_blocks(x, block_size))
+    singular values normalised to sum 1, p_k = σ_k / Σσ (+1e-7 as the paper); r equal singular values give r."""
+    return _effective_rank_of_gram(_gram(x, block_size))
+
+
+def _gram(x: Tensor, block_size: int = DEFAULT_BLOCK_SIZE) -> Tensor:
+    """x̂ᵀx̂ (d×d, float64) of the unit-normalised rows of x, accumulated block by block: memory O(d²), not O(N·d)."""
+    return sum(block.double().T @ block.double() for block in _normalised_blocks(x, block_size))
+
+
+def _effective_rank_of_gram(gram: Tensor) -> float:
+    """RankMe from x̂ᵀx̂, whose eigenvalues are the squared singular values of x̂."""
     singular = torch.linalg.eigvalsh(gram).clamp(min=0).sqrt()
     p = singular / singular.sum() + 1e-7
     return float(torch.exp(-(p * p.log()).sum()))
@@ -282,14 +290,15 @@ def linear_geometry(x: Tensor, y: Tensor, names: tuple[str, str] = ("x", "y")) -
     alignment, rmg, l2i, gap_top{1,5,10}_share and effective_rank_<name> for each modality and _joint."""
     gap, gap_vector = modality_gap(x, y)
     concentration = gap_concentration(gap_vector)
+    grams = (_gram(x), _gram(y))
     return {
         "gap": gap,
         "alignment": alignment(x, y),
         "rmg": relative_modality_gap(x, y),
         "l2i": instance_gap(x, y),
         **{f"gap_{key}": value for key, value in concentration.items() if key.endswith("_share")},
-        **{f"effective_rank_{name}": effective_rank(z) for name, z in zip(names, (x, y))},
-        "effective_rank_joint": effective_rank(torch.cat([x, y])),
+        **{f"effective_rank_{name}": _effective_rank_of_gram(gram) for name, gram in zip(names, grams)},
+        "effective_rank_joint": _effective_rank_of_gram(grams[0] + grams[1]),  # the joint cloud's x̂ᵀx̂ is the sum
     }
 
 

@@ -38,6 +38,40 @@ def _ranks(images: Tensor, texts: Tensor, owner: Tensor) -> tuple[Tensor, Tensor
     return image_to_text, torch.cat(text_to_image)
 
 
+POOL_BLOCK = 128  # pools scored at a time by _pooled_ranks: memory O(block × pool_size × d); 128 measured fastest here (512: 2× slower)
+
+
+def _pooled_ranks(images: Tensor, texts: Tensor, pool_index: Tensor) -> tuple[Tensor, Tensor]:
+    """_ranks in each of B pools of P pairs at once, for one text per image: texts[i] describes images[i]
+    (N×d each); pool_index (B×P) holds each pool's rows. Returns (image_to_text, text_to_image), B·P each,
+    pool by pool, as _ranks over the pools one by one would (the own score is the product's diagonal)."""
+    images = torch.nn.functional.normalize(images.detach().float(), dim=1)
+    texts = torch.nn.functional.normalize(texts.detach().float(), dim=1)
+    image_to_text, text_to_image = [], []
+    for start in range(0, len(pool_index), POOL_BLOCK):
+        rows = pool_index[start : start + POOL_BLOCK]
+        scores = texts[rows] @ images[rows].transpose(1, 2)  # block × P texts × P images
+        own = scores.diagonal(dim1=1, dim2=2)  # block × P
+        text_to_image.append((scores > own[:, :, None]).sum(2).flatten())
+        image_to_text.append((scores > own[:, None, :]).sum(1).flatten())
+    return torch.cat(image_to_text), torch.cat(text_to_image)
+
+
+def _pool_rows(candidate_pools: list[Tensor], owner: Tensor, image_count: int):
+    """For each pool of images (indices into image_count images): (the pool, the text rows of its images,
+    each such row's image as a position in the pool). owner (T): each text row's image. The rows are sorted
+    by image once, so each pool costs O(its rows), not O(T)."""
+    by_image = torch.argsort(owner, stable=True)  # text rows, grouped by image
+    counts = torch.bincount(owner, minlength=image_count)
+    offsets = counts.cumsum(0) - counts  # where each image's rows start in by_image
+    for pool in candidate_pools:
+        pool = pool.to(owner.device)
+        lengths = counts[pool]
+        local_owner = torch.repeat_interleave(torch.arange(len(pool), device=owner.device), lengths)
+        within = torch.arange(len(local_owner), device=owner.device) - (lengths.cumsum(0) - lengths)[local_owner]
+        yield pool, by_image[offsets[pool][local_owner] + within], local_owner
+
+
 POOL_MODES = ("random", "batches")
 POOL_KEY = {"random": "pool", "batches": "batch"}  # the key suffix of each pool mode, before the pool size
 
@@ -124,17 +158,19 @@ def recall_at_k(
         first_rows, owner = torch.arange(len(image)), torch.arange(len(image))
     else:
         first_rows, owner = images_of_rows(image_of_row)
-    images = image[first_rows.to(image.device)]
+    images = image if image_of_row is None else image[first_rows.to(image.device)]
     owner = owner.to(image.device)
-    ranks = {"image_to_text": [], "text_to_image": []}
-    for pool in pools(len(images), pool_size, pool_seed, pool_repeats, pool_mode):
-        pool = pool.to(image.device)
-        local = torch.full((len(images),), -1, dtype=torch.long, device=image.device)
-        local[pool] = torch.arange(len(pool), device=image.device)
-        rows = (local[owner] >= 0).nonzero().squeeze(1)  # the captions of the pool's images
-        image_to_text, text_to_image = _ranks(images[pool], text[rows], local[owner[rows]])
-        ranks["image_to_text"].append(image_to_text)
-        ranks["text_to_image"].append(text_to_image)
+    candidate_pools = pools(len(images), pool_size, pool_seed, pool_repeats, pool_mode)
+    if pool_size is not None and len(images) == len(text):  # one text per image: all pools in a few batched products
+        texts = text if image_of_row is None else text[torch.argsort(owner)]  # row i describes image i
+        image_to_text, text_to_image = _pooled_ranks(images, texts, torch.stack(candidate_pools).to(image.device))
+        ranks = {"image_to_text": [image_to_text], "text_to_image": [text_to_image]}
+    else:
+        ranks = {"image_to_text": [], "text_to_image": []}
+        for pool, rows, local_owner in _pool_rows(candidate_pools, owner, len(images)):
+            image_to_text, text_to_image = _ranks(images[pool], text[rows], local_owner)
+            ranks["image_to_text"].append(image_to_text)
+            ranks["text_to_image"].append(text_to_image)
     suffix = "" if pool_size is None else f"_{POOL_KEY[pool_mode]}{pool_size}"
     metrics = {}
     for direction, direction_ranks in ranks.items():
