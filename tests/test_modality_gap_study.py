@@ -118,13 +118,14 @@ def test_memegap_search_finds_pictograms_by_words_and_keeps_its_index(mini_run, 
     assert sorted(text for _, _, text in nearest) == ["A picture of cat", "A picture of dog", "A picture of house"]
 
 
-def write_job(grid: Path, number: int, source: str, setting: str, seed: int, r1: float, gap: float) -> None:
+def write_job(grid: Path, number: int, source: str, setting: str, seed: int, r1: float, gap: float, newer: dict | None = None) -> None:
     job = grid / str(number)
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(f"- gap_data={source}\n- model/loss={setting}\n- seed={seed}\n")
     stage = {"test/geometry/gap": gap, "test/geometry/alignment": 1.5, "test/geometry/uniformity": -3.0,
              "test/retrieval/text_to_image_R@1_pool90": r1, "test/retrieval/text_to_image_R@5_pool90": 0.9,
              "test/retrieval/text_to_image_R@10_pool90": 1.0, "test/retrieval/text_to_image_R@1_batch90": 0.0}
+    stage |= {f"test/geometry/{key}": value for key, value in (newer or {}).items()}
     before = {**stage, "test/retrieval/text_to_image_R@1_pool90": 0.01, "test/geometry/gap": 1.0}
     (job / "metrics.json").write_text(json.dumps({"before_fit": before, "test": stage}))
     (job / "geometry").mkdir()
@@ -138,8 +139,10 @@ def test_the_study_table_has_mean_and_spread_over_seeds_and_the_thesis_beside(tm
     write_job(grid, 2, "arasaac_en", "ce_antipodal", 1, 0.45, 0.20)
     write_job(grid, 3, "arasaac_en", "ce_antipodal", 2, 0.52, 0.20)
     write_job(grid, 4, "arasaac_en", "ce_variance", 3, 0.60, 0.20)  # no CE run of seed 3 to pair it with
+    write_job(grid, 5, "coco", "ce", 1, 0.10, 0.60, newer={"rmg": 0.25, "l2i": 1.0, "effective_rank_joint": 90.0})
+    write_job(grid, 6, "coco", "ce", 2, 0.20, 0.60, newer={"rmg": 0.35, "l2i": 1.2, "effective_rank_joint": 100.0})
     text = tables.markdown(tables.collect([grid]), tmp_path / "tables.md")
-    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.split("### coco")[0].splitlines() if line.startswith("| ")}
     assert "| 2 | 0.40 ± 0.10 | 1.50 ± 0.00 | -3.00 ± 0.00 | 45.00 ± 5.00 |" in rows["ce"]  # R@k in %, over 2 seeds
     assert "0.68 / 1.42 / -2.75 / 82.2 / 95.4 / 97.4" in rows["ce"]  # the thesis's Table 5.6 row
     assert "| 48.50 ± 3.50 | 90.00 ± 0.00 | 100.00 ± 0.00 | +3.50 ± 1.50 |" in rows["ce_antipodal"]  # 45 − 40 and 52 − 50, paired by seed
@@ -149,6 +152,9 @@ def test_the_study_table_has_mean_and_spread_over_seeds_and_the_thesis_beside(tm
     copied = tables.markdown(tables.collect([grid]), tmp_path / "tables.md", tmp_path / "pictures")
     assert "[seed 1](pictures/arasaac_en_ce_seed1.png)" in copied and (tmp_path / "pictures" / "arasaac_en_ce_seed1.png").exists()
     assert "| ce_ortho_intra | 0 | – |" in rows["ce_ortho_intra"]  # the thesis ran it; we did not here
+    # the newer measures: a second table where runs logged them (coco), none for runs from before them (arasaac_en)
+    assert "arasaac_en, the newer measures" not in text
+    assert "| ce | 2 | 0.30 ± 0.05 | 1.10 ± 0.10 | – | – | – | 95.00 ± 5.00 |" in text.split("coco, the newer measures")[1]
 
 
 def test_the_table_writer_names_a_wrong_grid_and_keeps_the_previous_table(tmp_path, monkeypatch, capsys):

@@ -4,7 +4,8 @@ R@1/5/10 in pools of 90 (random pools, the test split), for the initial model (e
 training) and after each loss setting, mean ± standard deviation over seeds, each setting's R@1 minus
 CE's R@1 of the same seed (paired: the seed fixes the projections' initialisation and the batch order,
 so the pairing removes most of the seed-to-seed spread), the thesis's values beside ours, and a link to
-each setting's picture of the validation histograms over the epochs.
+each setting's picture of the validation histograms over the epochs; then, for the runs that logged them,
+a second table of the newer measures (NEW_COLUMNS: RMG, L2I, gap concentration, effective ranks).
 
     python -m memegap.studies.modality_gap.tables logs/modality_gap_study/multiruns/<time> [more dirs] [--out tables.md]
     python -m memegap.studies.modality_gap.tables <grid> --out experiments/modality_gap/study_tables.md --pictures experiments/modality_gap/evolution
@@ -33,6 +34,11 @@ SETTINGS = ("ce", "ce_ortho_intra", "ce_ortho_intra_inter", "ce_variance", "ce_a
 # What every job of the study's multirun names in its overrides (the sweep's three axes).
 STUDY_KEYS = ("gap_data", "model/loss", "seed")
 COLUMNS = ("gap", "misalignment", "clustering", "R@1", "R@5", "R@10")
+# The field's newer measures (metrics.geometry.linear_geometry; the thesis has none of them): each table's column
+# and the key under <stage>/geometry/. RMG and L2I: Schrodi et al. (2025); top-5 share: the part of the squared
+# gap vector in its 5 largest coordinates; effective rank: RankMe (Garrido et al., 2023), of at most d = 128 here.
+NEW_COLUMNS = {"RMG": "rmg", "L2I": "l2i", "gap top-5 share": "gap_top5_share", "effective rank image": "effective_rank_image",
+               "effective rank text": "effective_rank_text", "effective rank joint": "effective_rank_joint"}
 # The thesis's Tables 5.5 (COCO: no R@5 / R@10 printed), 5.6 (ARASAAC EN) and 5.7 (ARASAAC ES): CLIP ViT, text->image R@k in %.
 THESIS = {
     "coco": {"initial": (0.92, 1.40, -1.47, 65.13, None, None), "ce": (0.50, 1.37, -3.27, 76.82, None, None),
@@ -57,6 +63,7 @@ def measures(stage: dict[str, float], prefix: str) -> dict[str, float]:
     """The table's columns from one stage's metrics (R@k in % of the random pools)."""
     values = {"gap": stage.get(f"{prefix}/geometry/gap"), "misalignment": stage.get(f"{prefix}/geometry/alignment"),
               "clustering": stage.get(f"{prefix}/geometry/uniformity")}
+    values |= {column: stage.get(f"{prefix}/geometry/{key}") for column, key in NEW_COLUMNS.items()}
     for key, value in stage.items():
         match = re.fullmatch(rf"{prefix}/retrieval/text_to_image_R@(\d+)_pool\d+", key)
         if match:
@@ -125,8 +132,22 @@ def markdown(table: dict, out: Path, pictures: Path | None = None) -> str:
             theirs = " / ".join("–" if value is None else f"{value:g}" for value in reference) if reference else "–"
             paired = paired_difference(runs, rows.get("ce", [])) if setting not in ("initial", "ce") else "–"
             lines.append(f"| {setting} | {len(runs)} | {ours} | {paired} | {theirs} | {picture_link(runs, setting, source, out, pictures)} |")
-        lines.append("")
+        lines += ["", *newer_measures(source, rows)]
     return "\n".join(lines)
+
+
+def newer_measures(source: str, rows: dict) -> list[str]:
+    """The second table of a source: NEW_COLUMNS for each setting, over the runs that logged them (none before
+    these measures existed: then no table)."""
+    if not any(column in values for runs in rows.values() for values, _, _ in runs for column in NEW_COLUMNS):
+        return []
+    lines = [f"{source}, the newer measures (test split; the thesis has none of them):", "",
+             "| setting | seeds | " + " | ".join(NEW_COLUMNS) + " |", "|---" * (len(NEW_COLUMNS) + 2) + "|"]
+    for setting in ("initial", *SETTINGS):
+        runs = [values for values, _, _ in rows.get(setting, []) if any(column in values for column in NEW_COLUMNS)]
+        if runs:
+            lines.append(f"| {setting} | {len(runs)} | " + " | ".join(cell([values[column] for values in runs if column in values]) for column in NEW_COLUMNS) + " |")
+    return [*lines, ""]
 
 
 def picture_link(runs: list, setting: str, source: str, out: Path, pictures: Path | None) -> str:
