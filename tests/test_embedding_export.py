@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from memegap.callbacks.embedding_export import embedding_table, read_embeddings
 from memegap.metrics.geometry import alignment, modality_gap
 from memegap.train import train
+from memegap.utils.embedding_file import embedding_table, read_embedding_file
 from memegap.utils.wandb_offline import find_run_files, read_artifacts, read_history
 
 
@@ -40,11 +40,11 @@ def test_the_test_file_gives_back_the_measured_gap_and_alignment(exported_run):
     assert sorted(frame["modality"].unique()) == ["image", "text"] and set(frame["split"]) == {"test"}
     assert frame.groupby("modality").size().tolist() == [24, 24]
     assert frame["id"].str.len().min() > 0 and not frame["id"].str.startswith("test/").any()  # the source's ids, not positions
-    vectors = {name: torch.from_numpy(values) for name, values in read_embeddings(folder / "embeddings" / "test.parquet").items()}
+    vectors = {name: torch.from_numpy(values) for name, values in read_embedding_file(folder / "embeddings" / "test.parquet").vectors.items()}
     gap, _ = modality_gap(vectors["image"], vectors["text"])
     assert gap == pytest.approx(metrics["test"]["test/geometry/gap"], abs=1e-5)
     assert alignment(vectors["image"], vectors["text"]) == pytest.approx(metrics["test"]["test/geometry/alignment"], abs=1e-5)
-    before = read_embeddings(folder / "embeddings" / "test_before_fit.parquet")
+    before = read_embedding_file(folder / "embeddings" / "test_before_fit.parquet").vectors
     gap_before, _ = modality_gap(torch.from_numpy(before["image"]), torch.from_numpy(before["text"]))
     assert gap_before == pytest.approx(metrics["before_fit"]["test/geometry/gap"], abs=1e-5)
     val = pq.read_table(folder / "embeddings" / "val.parquet").to_pandas()

@@ -37,6 +37,7 @@ from memegap.errors import UserError, reported_as_one_line
 from memegap.metrics.geometry import cosine_histograms, cosine_spread, gap_concentration, joint_clustering, linear_geometry, modality_gap, uniformity
 from memegap.metrics.retrieval import first_rows, recall_at_k
 from memegap.utils.cli import HelpFormatter, command_console, number_in
+from memegap.utils.embedding_file import read_embedding_file
 from memegap.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -106,28 +107,13 @@ def read_npy(path: Path, ndim: int, length: int | None = None) -> Tensor:
 
 
 def read_parquet_pairs(path: Path) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, list[str]]:
-    """The two modalities of an exported split, paired by position."""
-    import pyarrow.parquet as pq
-
-    try:
-        frame = pq.read_table(path).to_pandas()
-    except Exception as error:  # pyarrow raises many types for a broken file
-        raise UserError(f"{path}: not a readable Parquet file ({type(error).__name__})") from None
-    missing = [column for column in ("modality", "position", "vector") if column not in frame.columns]
-    if missing:
-        raise UserError(f"{path}: no column {', '.join(missing)} (it has: {', '.join(frame.columns)}); the format is a memegap run's embeddings export")
-    modalities = list(dict.fromkeys(frame["modality"]))
-    if len(modalities) != 2:
-        raise UserError(f"{path}: needs two modalities of paired rows, has {modalities}")
-    parts = [frame[frame["modality"] == name].sort_values("position") for name in modalities]
-    if len(parts[0]) != len(parts[1]) or (parts[0]["position"].to_numpy() != parts[1]["position"].to_numpy()).any():
-        raise UserError(f"{path}: the {modalities[0]} and {modalities[1]} rows do not pair up by position ({len(parts[0])} and {len(parts[1])} rows)")
-    vectors = [np.stack(part["vector"].to_numpy()) for part in parts]
-    if vectors[0].shape[1] != vectors[1].shape[1]:
-        raise UserError(f"{path}: the two modalities have vectors of {vectors[0].shape[1]} and {vectors[1].shape[1]} values")
-    image_ids = torch.from_numpy(parts[0]["image_id"].to_numpy().astype(np.int64)) if "image_id" in frame and parts[0]["image_id"].notna().all() else None
-    labels = torch.from_numpy(parts[0]["label"].to_numpy().astype(np.int64)) if "label" in frame and parts[0]["label"].notna().all() else None
-    return torch.from_numpy(vectors[0]).float(), torch.from_numpy(vectors[1]).float(), image_ids, labels, modalities
+    """The two modalities of an exported split, paired by position (utils/embedding_file checks the file)."""
+    exported = read_embedding_file(path)
+    if len(exported.vectors) != 2:
+        raise UserError(f"{path}: needs two modalities of paired rows, has {list(exported.vectors)}")
+    (image, text), names = (torch.from_numpy(values) for values in exported.vectors.values()), list(exported.vectors)
+    image_ids, labels = (torch.from_numpy(values) if values is not None else None for values in (exported.image_ids, exported.labels))
+    return image, text, image_ids, labels, names
 
 
 def even_sample(count: int, limit: int) -> Tensor:
