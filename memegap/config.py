@@ -14,23 +14,18 @@ types, before anything is loaded. `register_configs()` must run before Hydra com
 from __future__ import annotations
 
 import inspect
-import os
 import sys
-from datetime import datetime
 from pathlib import Path
-import dataclasses
-from collections.abc import Callable
 from dataclasses import field, make_dataclass
 from typing import Any
 
 import yaml
 from hydra.core.config_store import ConfigStore
-from hydra.errors import HydraException, InstantiationException
 from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from memegap.errors import UserError
 from memegap.utils.cli import usable_cores
+from memegap.utils.run_dir import config_subdir, run_name
 
 # The config tree lives at the repository root (conf/), beside the package (editable install).
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -221,32 +216,6 @@ def type_name(annotation: Any) -> str:
     return annotation.__name__ if isinstance(annotation, type) and not getattr(annotation, "__args__", None) else str(annotation).replace("typing.", "")
 
 
-def config_subdir(run_dir: str) -> str:
-    """Where Hydra saves this invocation's config in the run dir, and the claim of the dir (its lock,
-    taken here, the first code of ours Hydra runs after making the dir): `.hydra` when the dir holds no
-    run yet (so `.hydra/config.yaml` is always the config of the run that trained its checkpoints, even
-    after a refused or failed start), `.hydra/attempt-<time>` for a resume of a run, and a throwaway
-    `.hydra/refused-<pid>` when another process runs in the dir (the start is then refused)."""
-    from memegap.utils.run_dir import holds_a_run, lock_run_dir
-
-    if not lock_run_dir(Path(run_dir)):
-        return f".hydra/refused-{os.getpid()}"
-    if holds_a_run(Path(run_dir)):
-        return f".hydra/attempt-{datetime.now():%Y-%m-%d_%H-%M-%S}"
-    return ".hydra"
-
-
-def run_name(run_id: Any) -> str:
-    """`run_id` as the name of a run dir: one path component (no `/`, not `.` or `..`), so that a run
-    dir is always logs/<task>/runs/<run_id>. Used by the Hydra run dir's interpolation."""
-    name = str(run_id)
-    if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("-"):
-        print(f"memegap: error: run_id={name}: a run_id is a name, not a path (letters, digits, '-', '_', '.'): "
-              "the run dir is always logs/<task>/runs/<run_id>", file=sys.stderr)
-        raise SystemExit(2)
-    return name
-
-
 def group_choices() -> str:
     """The options of each user-facing config group, read from conf/ (schema entries left out), for --help."""
     lines = []
@@ -299,52 +268,3 @@ def register_configs() -> None:
             node = yaml.safe_load(path.read_text()) or {}
             if "_target_" in node:
                 store.store(group=group, name=f"{path.stem}_schema", node=schema_of(node, f"{path.stem}_schema"))
-
-
-def one_line_config_errors(program: str, hydra_main: Callable[[], Any]) -> Callable[[], None]:
-    """The console entry point of a Hydra command: a command line that cannot be composed (a misspelt key,
-    an unknown option of a group, a missing value) ends in one line and exit status 2, as every other
-    mistake of the user's, instead of Hydra's block and exit status 1. With HYDRA_FULL_ERROR=1 set by the
-    user Hydra's own report (the whole traceback) is kept."""
-
-    def entry() -> None:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            hydra_main()
-            return
-        os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its block
-        try:
-            hydra_main()
-        except (HydraException, OmegaConfBaseException) as error:
-            if isinstance(error, InstantiationException):  # a class that failed to build: a bug, with its traceback
-                raise
-            print(f"{program}: error: {config_error_line(error)}", file=sys.stderr)
-            raise SystemExit(2) from None
-        finally:
-            del os.environ["HYDRA_FULL_ERROR"]
-
-    return entry
-
-
-def config_error_line(error: Exception) -> str:
-    """One line from Hydra's and OmegaConf's multi-line messages: what is wrong, the key, and for a
-    misspelt key the nearest ones of its group (Hydra's advice to add it with `+` is left out: a key the
-    class does not take fails at start-up anyway)."""
-    lines = []
-    for part in (error, error.__cause__):
-        if part is None:
-            continue
-        for line in str(part).splitlines():
-            line = line.strip()
-            if line.startswith("Config search path"):
-                break  # Hydra's search path follows: where it looked, not what is wrong
-            if line and not line.startswith(("To append to your config", "full_key:", "object_type=", "reference_type=")) and line not in lines:
-                lines.append(line.rstrip("."))
-    cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
-    full_key, kind = getattr(cause, "full_key", None), getattr(cause, "object_type", None)
-    if full_key and isinstance(kind, type) and dataclasses.is_dataclass(kind) and "not in" in str(cause):  # a misspelt key
-        import difflib
-
-        nearest = difflib.get_close_matches(str(full_key).rsplit(".", 1)[-1], [field.name for field in dataclasses.fields(kind)], n=3)
-        if nearest:
-            lines.append("did you mean " + " or ".join(f"{str(full_key).rsplit('.', 1)[0]}.{name}" for name in nearest) + "?")
-    return "; ".join(lines).replace("Available options in", "options of").replace(":;", ":")

@@ -19,8 +19,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from memegap.config import CONFIG_DIR, one_line_config_errors, check_accelerator, register_configs, validate_config
+from memegap.config import CONFIG_DIR, check_accelerator, register_configs, validate_config
 from memegap.errors import UserError, reported_as_one_line
+from memegap.utils.cli import one_line_config_errors
 from memegap.utils.run import prepare_run, resolve_ckpt_path, run_attempt, scalar_metrics, show_metrics
 from memegap.utils.run_dir import EVAL_MAY_CHANGE, StartRecord, check_checkpoint_config, claim_run_dir, load_checkpoint, run_dir_released, save_metrics
 

@@ -16,8 +16,9 @@ from omegaconf import DictConfig
 
 from memegap.callbacks.collect import testing_before_fit
 from memegap.callbacks.config_record import ConfigInCheckpoint
-from memegap.config import CONFIG_DIR, one_line_config_errors, check_accelerator, register_configs, validate_config
+from memegap.config import CONFIG_DIR, check_accelerator, register_configs, validate_config
 from memegap.errors import UserError, reported_as_one_line
+from memegap.utils.cli import one_line_config_errors
 from memegap.utils.run import log_hyperparameters, metric_value, prepare_run, resolve_ckpt_path, run_attempt, scalar_metrics, show_metrics
 from memegap.utils.run_dir import (
     StartRecord, check_checkpoint_config, claim_run_dir, load_checkpoint, model_and_data_config, read_metrics, run_dir_released, save_metrics,

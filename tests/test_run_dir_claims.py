@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from memegap.config import ConfigError, config_subdir, run_name, validate_config
+from memegap.config import ConfigError, validate_config
+from memegap.utils.run_dir import config_subdir, run_name
 from memegap.errors import UserError
 from memegap.train import train
 from memegap.utils.run_dir import KILLED, STATE_FILE, claim_run_dir, read_state, release_run_dir, save_metrics

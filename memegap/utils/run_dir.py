@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -152,7 +153,7 @@ def claim_run_dir(run_dir: Path, ckpt_path: str | None, command: str = "memegap-
     since it would mix old and new checkpoints, metrics and W&B history; a dir another process is
     running in is refused whatever the command (one run per dir, even at the same moment). A new start
     in a dir without a run (an earlier start failed before its first checkpoint) removes the earlier
-    starts' attempt configs: `.hydra/config.yaml` is then this start's (see config.config_subdir).
+    starts' attempt configs: `.hydra/config.yaml` is then this start's (see config_subdir below).
     """
     if not lock_run_dir(run_dir):
         raise UserError(f"another command is running in the run dir {run_dir} right now (it holds {Path(run_dir) / LOCK_FILE}): "
@@ -274,7 +275,7 @@ class StartRecord:
         hydra_dir = OmegaConf.select(HydraConfig.get(), "runtime.output_dir", default=None) if HydraConfig.initialized() else None  # missing when composed in-process
         self.active = bool(hydra_dir) and Path(hydra_dir).resolve() == self.run_dir.resolve()
         self.log_sizes = {path: path.stat().st_size for path in self._log_files() if path.exists()} if self.active else {}
-        # Another process runs in this dir: Hydra gave this start a throwaway config folder (config.config_subdir).
+        # Another process runs in this dir: Hydra gave this start a throwaway config folder (config_subdir).
         self.shared = self.active and not lock_run_dir(self.run_dir)
         self.new_dir = not self.shared and self.active and not holds_a_run(self.run_dir) and not (self.run_dir / STATE_FILE).exists() and not any((self.run_dir / ".hydra").glob("attempt-*"))
 
@@ -309,3 +310,29 @@ class StartRecord:
         for path, size in self.log_sizes.items():
             with open(path, "r+b") as handle:
                 handle.truncate(size)
+
+
+# The resolvers of the Hydra run dir (conf/hydra/default.yaml; registered by config.register_configs).
+
+def config_subdir(run_dir: str) -> str:
+    """Where Hydra saves this invocation's config in the run dir, and the claim of the dir (its lock,
+    taken here, the first code of ours Hydra runs after making the dir): `.hydra` when the dir holds no
+    run yet (so `.hydra/config.yaml` is always the config of the run that trained its checkpoints, even
+    after a refused or failed start), `.hydra/attempt-<time>` for a resume of a run, and a throwaway
+    `.hydra/refused-<pid>` when another process runs in the dir (the start is then refused)."""
+    if not lock_run_dir(Path(run_dir)):
+        return f".hydra/refused-{os.getpid()}"
+    if holds_a_run(Path(run_dir)):
+        return f".hydra/attempt-{datetime.now():%Y-%m-%d_%H-%M-%S}"
+    return ".hydra"
+
+
+def run_name(run_id: Any) -> str:
+    """`run_id` as the name of a run dir: one path component (no `/`, not `.` or `..`), so that a run
+    dir is always logs/<task>/runs/<run_id>. Used by the Hydra run dir's interpolation."""
+    name = str(run_id)
+    if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("-"):
+        print(f"memegap: error: run_id={name}: a run_id is a name, not a path (letters, digits, '-', '_', '.'): "
+              "the run dir is always logs/<task>/runs/<run_id>", file=sys.stderr)
+        raise SystemExit(2)
+    return name
