@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from memegap.config import CONFIG_DIR, register_configs
 
@@ -94,6 +94,19 @@ def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> 
         cfg.paths.output_dir = str(output_dir)
         cfg.paths.log_dir = str(output_dir)
     return cfg
+
+
+def trained_run(run_dir: Path, overrides: list[str]) -> dict:
+    """train(cfg) in run_dir, with .hydra/config.yaml written as memegap-train's Hydra app writes it."""
+    from memegap.train import train
+
+    cfg = compose_config("train.yaml", overrides, run_dir)
+    metrics = train(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    (run_dir / ".hydra").mkdir(exist_ok=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    return metrics
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ MAY_IMPORT = {
     "eval": {"utils", "metrics", "losses", "index", "nets", "baselines", "data", "models", "callbacks", "collect", "loggers", "config", "train"},
     "testing": {"utils", "metrics", "losses", "index", "nets", "baselines", "data", "models", "callbacks", "collect", "loggers", "config", "train"},
     "predict": {"utils", "metrics", "losses", "index", "nets", "baselines", "data", "models", "callbacks", "collect", "loggers", "config"},
+    "zeroshot": {"utils", "metrics", "losses", "index", "nets", "baselines", "data", "models", "callbacks", "collect", "loggers", "config"},
     "studies": {"*"},  # a study may import any framework room
 }
 

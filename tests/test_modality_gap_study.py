@@ -43,10 +43,10 @@ def test_the_unshifted_row_of_the_shift_sweep_is_the_runs_test_recall(mini_run, 
     # unshifted zero-shot accuracy: the share of labelled test images whose most similar class prompt is their group
     cfg = run_config(mini_run)
     model, datamodule = trained_model(cfg, mini_run, None), set_up_data(cfg)
-    prompts, class_of_id = datamodule.zero_shot_classes()
+    words, class_of_id = datamodule.zero_shot_classes()
     with torch.no_grad():
         embeddings, row_ids = embed_split(datamodule, model, "test")
-        class_text = model.embed_texts(prompts)
+        class_text = model.embed_texts([datamodule.prompt(name) for name in words])
     labelled = [row for row, row_id in enumerate(row_ids) if row_id in class_of_id]
     truth = torch.tensor([class_of_id[row_ids[row]] for row in labelled])
     similarity = torch.nn.functional.normalize(embeddings["image"][labelled], dim=1) @ torch.nn.functional.normalize(class_text, dim=1).T

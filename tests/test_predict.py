@@ -9,24 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf, open_dict
 from PIL import Image
 from scipy.stats import spearmanr
 
 from memegap.predict import main
-from memegap.train import train
-from tests.conftest import MINI_OVERRIDES, SINGLE_MODALITY_MINI_OVERRIDES, compose_config, experiment_data
-
-
-def trained_run(run_dir: Path, overrides: list[str]) -> dict:
-    """train(cfg) in run_dir, with .hydra/config.yaml written as memegap-train's Hydra app writes it."""
-    cfg = compose_config("train.yaml", overrides, run_dir)
-    metrics = train(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    (run_dir / ".hydra").mkdir(exist_ok=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    return metrics
+from tests.conftest import MINI_OVERRIDES, SINGLE_MODALITY_MINI_OVERRIDES, compose_config, experiment_data, trained_run
 
 
 def assert_same_vectors_as_the_test_step(frame: pd.DataFrame, run_dir: Path) -> None:

@@ -7,10 +7,11 @@ from collections import Counter, defaultdict
 import pytest
 import torch
 
+from memegap.data.pairs import PROMPTS
 from memegap.data.sampling import EpochSeededSampler
 from memegap.data.splits import evenly_spaced
 from memegap.data.twemoji import (
-    EMOJI_GROUPS, PROMPTS, TwemojiDataModule, base_emoji, emoji_group, emoji_group_table, list_pictograms, split_pictograms,
+    EMOJI_GROUPS, TwemojiDataModule, base_emoji, emoji_group, emoji_group_table, list_pictograms, split_pictograms,
 )
 from memegap.errors import UserError
 
@@ -150,7 +151,7 @@ def test_unicode_groups_are_the_zero_shot_classes():
     assert emoji_group("1f3fd", table) is None  # a bare skin tone: Unicode's "Component", not a class
     module = TwemojiDataModule(language="es", image_size=24, max_per_split=30)
     module.setup()
-    prompts, class_of_id = module.zero_shot_classes()
-    assert len(prompts) == len(EMOJI_GROUPS) == 9 and "Una imagen de comida y bebida" in prompts
+    words, class_of_id = module.zero_shot_classes()
+    assert len(words) == len(EMOJI_GROUPS) == 9 and "comida y bebida" in words and module.prompt(words[3]) == "Una imagen de comida y bebida"
     ids = [pair_id for dataset in module.datasets.values() for pair_id in dataset.ids]
     assert set(class_of_id) <= set(ids) and len(class_of_id) >= 0.9 * len(ids)

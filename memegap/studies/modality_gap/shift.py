@@ -93,7 +93,8 @@ def zero_shot_inputs(datamodule, model, row_ids: list[str]) -> tuple[dict | None
     classes = datamodule.zero_shot_classes()
     if classes is None:
         return None, None, None
-    prompts, class_of_id = classes
+    words, class_of_id = classes
+    prompts = [datamodule.prompt(name) for name in words]  # the source's own prompt, as its pairs were trained
     labels = torch.tensor([class_of_id.get(row_id, -1) for row_id in row_ids])
     known = labels[labels >= 0]
     if not len(known):
