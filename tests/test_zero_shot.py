@@ -138,3 +138,28 @@ def test_zero_shot_beats_chance_on_the_emoji_groups_after_training_and_not_befor
             prototypes = class_prototypes(model.embed_texts(prompts).reshape(len(words), len(TEMPLATES["en"]), -1))
         before.append(zero_shot(images, prototypes, truth)["mean_per_class_recall"])
     assert sum(before) / 3 < 1.4 * after["chance_acc1"] < after["mean_per_class_recall"]
+
+
+def test_another_labelled_source_by_data_and_set(mini_twemoji_run, tmp_path, capsys):
+    # A CIFAR-100 release (its pickle format) of three fine classes drawn as solid red, green and blue pictures
+    # with noise: the probe on the run's image embeddings separates them; the class words come from the release.
+    import numpy as np
+
+    from memegap.testing.cifar import write_cifar100
+    from memegap.zeroshot import main
+
+    generator = np.random.default_rng(0)
+
+    def part(n: int):
+        labels = generator.integers(0, 3, n)
+        colours = np.eye(3)[labels] * 200 + 20
+        images = np.clip(colours[:, None, None, :] + generator.normal(0, 20, (n, 32, 32, 3)), 0, 255).astype(np.uint8)
+        return images, labels.tolist()
+
+    write_cifar100(tmp_path, {"train": part(120), "test": part(60)}, fine_names=["red apple", "green leaf", "blue sea", *[f"other_{k}" for k in range(97)]])
+    out = tmp_path / "cifar.json"
+    main([str(mini_twemoji_run), "--data", "cifar100", "--set", f"root={tmp_path}", "download=false", "--out", str(out)])
+    zero_shot_record, probe_record = json.loads(out.read_text())
+    assert zero_shot_record["dataset"] == "cifar100" and len(zero_shot_record["classes"]) == 100 and zero_shot_record["classes"][3] == "other 0"
+    assert probe_record["metrics"]["acc1"] > 0.9 > probe_record["metrics"]["majority_acc1"]
+    assert zero_shot_record["metrics"]["samples"] == 60 and zero_shot_record["metrics"]["chance_acc1"] == pytest.approx(0.01)
