@@ -76,6 +76,8 @@ def train_in(run_dir: Path, cfg: DictConfig, datamodule, model, trainer, ckpt_pa
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             if not best and trainer.checkpoint_callback is None:  # debug modes save none on purpose
                 log.info("testing the current weights (this run saves no checkpoints)")
+            elif not best and not cfg.get("train"):  # a test-only run: nothing was meant to be saved
+                log.info("testing the untrained model (train=false; memegap-eval tests a checkpoint)")
             elif not best:
                 log.warning("no best checkpoint was saved; testing the current weights")
             metrics["test"] = scalar_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0])

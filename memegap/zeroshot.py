@@ -10,7 +10,7 @@ Unicode groups); with --data, any classification source of conf/data (CIFAR-100 
 image-sentiment levels, posts, labelled_table), composed as `memegap-train data=<option>` would, with --set
 KEY=VALUE for its keys and the run's image size. The words of each class (its name, underscores as spaces)
 fill every template; the prompts' embeddings average into one prototype per class (metrics.zero_shot, CLIP's
-prompt ensembling). TEMPLATES below are ours, in the run's data.language; --templates FILE reads one template a
+prompt ensembling). metrics.zero_shot.TEMPLATES are ours, in the run's data.language; --templates FILE reads one template a
 line, `{}` where the class words go.
 
 Zero-shot is scored on --split (test); the linear probe (scikit-learn logistic regression on the frozen image
@@ -33,17 +33,12 @@ from torch import Tensor
 
 from memegap.batch import float_images
 from memegap.errors import UserError, reported_as_one_line
-from memegap.metrics.zero_shot import class_prototypes, linear_probe, zero_shot
+from memegap.metrics.zero_shot import TEMPLATES, class_prototypes, linear_probe, zero_shot
 from memegap.utils.cli import HelpFormatter, command_console, config_error_line
 from memegap.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-# Prompt templates by language (ours; the first is the prompt the offline sources train with).
-TEMPLATES = {
-    "en": ["A picture of {}", "A photo of {}.", "An image of {}.", "A drawing of {}.", "An icon of {}."],
-    "es": ["Una imagen de {}", "Una foto de {}.", "Una imagen de {}.", "Un dibujo de {}.", "Un icono de {}."],
-}
 SPLITS = ("train", "val", "test")
 
 

@@ -125,7 +125,7 @@ def write_job(grid: Path, number: int, source: str, setting: str, seed: int, r1:
     stage = {"test/geometry/gap": gap, "test/geometry/alignment": 1.5, "test/geometry/uniformity": -3.0,
              "test/retrieval/text_to_image_R@1_pool90": r1, "test/retrieval/text_to_image_R@5_pool90": 0.9,
              "test/retrieval/text_to_image_R@10_pool90": 1.0, "test/retrieval/text_to_image_R@1_batch90": 0.0}
-    stage |= {f"test/geometry/{key}": value for key, value in (newer or {}).items()}
+    stage |= {f"test/{key}": value for key, value in (newer or {}).items()}
     before = {**stage, "test/retrieval/text_to_image_R@1_pool90": 0.01, "test/geometry/gap": 1.0}
     (job / "metrics.json").write_text(json.dumps({"before_fit": before, "test": stage}))
     (job / "geometry").mkdir()
@@ -139,8 +139,8 @@ def test_the_study_table_has_mean_and_spread_over_seeds_and_the_thesis_beside(tm
     write_job(grid, 2, "arasaac_en", "ce_antipodal", 1, 0.45, 0.20)
     write_job(grid, 3, "arasaac_en", "ce_antipodal", 2, 0.52, 0.20)
     write_job(grid, 4, "arasaac_en", "ce_variance", 3, 0.60, 0.20)  # no CE run of seed 3 to pair it with
-    write_job(grid, 5, "coco", "ce", 1, 0.10, 0.60, newer={"rmg": 0.25, "l2i": 1.0, "effective_rank_joint": 90.0})
-    write_job(grid, 6, "coco", "ce", 2, 0.20, 0.60, newer={"rmg": 0.35, "l2i": 1.2, "effective_rank_joint": 100.0})
+    write_job(grid, 5, "coco", "ce", 1, 0.10, 0.60, newer={"geometry/rmg": 0.25, "geometry/l2i": 1.0, "geometry/effective_rank_joint": 90.0, "zero_shot/acc1": 0.2})
+    write_job(grid, 6, "coco", "ce", 2, 0.20, 0.60, newer={"geometry/rmg": 0.35, "geometry/l2i": 1.2, "geometry/effective_rank_joint": 100.0, "zero_shot/acc1": 0.3})
     text = tables.markdown(tables.collect([grid]), tmp_path / "tables.md")
     rows = {line.split(" | ")[0].strip("| "): line for line in text.split("### coco")[0].splitlines() if line.startswith("| ")}
     assert "| 2 | 0.40 ± 0.10 | 1.50 ± 0.00 | -3.00 ± 0.00 | 45.00 ± 5.00 |" in rows["ce"]  # R@k in %, over 2 seeds
@@ -154,7 +154,7 @@ def test_the_study_table_has_mean_and_spread_over_seeds_and_the_thesis_beside(tm
     assert "| ce_ortho_intra | 0 | – |" in rows["ce_ortho_intra"]  # the thesis ran it; we did not here
     # the newer measures: a second table where runs logged them (coco), none for runs from before them (arasaac_en)
     assert "arasaac_en, the newer measures" not in text
-    assert "| ce | 2 | 0.30 ± 0.05 | 1.10 ± 0.10 | – | – | – | 95.00 ± 5.00 |" in text.split("coco, the newer measures")[1]
+    assert "| ce | 2 | 0.30 ± 0.05 | 1.10 ± 0.10 | – | – | – | 95.00 ± 5.00 | 25.00 ± 5.00 | – |" in text.split("coco, the newer measures")[1]
 
 
 def test_the_table_writer_names_a_wrong_grid_and_keeps_the_previous_table(tmp_path, monkeypatch, capsys):

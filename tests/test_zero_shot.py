@@ -88,6 +88,18 @@ def test_the_command_writes_clip_benchmark_records_beside_their_baselines(mini_t
     assert records[0]["templates"][0] == "A picture of {}" and "C" in records[1]["metrics"]
 
 
+def test_every_run_logs_the_zero_shot_figures_the_command_gives(mini_twemoji_run, tmp_path):
+    # The callback (callbacks.zero_shot) at the run's test, and memegap-zeroshot on the run's best checkpoint afterwards:
+    # one model, one split, one set of templates, so the same figures.
+    from memegap.zeroshot import main
+
+    main([str(mini_twemoji_run), "--no-probe", "--out", str(tmp_path / "z.json")])
+    logged = json.loads((mini_twemoji_run / "metrics.json").read_text())["test"]
+    records = json.loads((tmp_path / "z.json").read_text())
+    for name in ("acc1", "acc5", "mean_per_class_recall"):
+        assert logged[f"test/zero_shot/{name}"] == pytest.approx(records[0]["metrics"][name], abs=1e-6)
+
+
 def test_the_command_refuses_mistakes_in_one_line(mini_twemoji_run, shared_data, tmp_path, capsys):
     from memegap.zeroshot import main
 
@@ -116,7 +128,8 @@ def test_zero_shot_beats_chance_on_the_emoji_groups_after_training_and_not_befor
     import lightning as L
 
     from memegap.utils.trained_run import run_config
-    from memegap.zeroshot import TEMPLATES, classes_of, evaluate, image_embeddings, labelled_source
+    from memegap.metrics.zero_shot import TEMPLATES
+    from memegap.zeroshot import classes_of, evaluate, image_embeddings, labelled_source
 
     run = twemoji_run(tmp_path, "data.max_per_split=600", "trainer.max_epochs=3")
     arguments = argparse.Namespace(run_dir=run, data=None, set=[], split="test", templates=None, no_probe=False, checkpoint=None, out=None)

@@ -15,6 +15,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+# Prompt templates by language (ours; the first is the prompt the offline pair sources train with).
+TEMPLATES = {
+    "en": ["A picture of {}", "A photo of {}.", "An image of {}.", "A drawing of {}.", "An icon of {}."],
+    "es": ["Una imagen de {}", "Una foto de {}.", "Una imagen de {}.", "Un dibujo de {}.", "Un icono de {}."],
+}
 # Inverse regularisation strengths the probe tries on the validation split (ours: a log grid, 1e-3 .. 1e3).
 PROBE_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 
@@ -51,11 +56,13 @@ def balanced_recall_p_value(predicted: Tensor, labels: Tensor, permutations: int
     return (1 + hits) / (1 + permutations)
 
 
-def classification_metrics(scores: Tensor, labels: Tensor, class_count: int | None = None, majority_class: int | None = None) -> dict:
+def classification_metrics(scores: Tensor, labels: Tensor, class_count: int | None = None, majority_class: int | None = None,
+                           permutations: int = 1000) -> dict:
     """Scores (N×C, higher = more likely) against labels (N, in 0..C−1): acc1, acc5 (top-5, or top-C when C < 5),
     mean_per_class_recall (over the classes present in labels), per_class_recall ({class: share}), and the
     baselines: chance_acc1 (1 / C), majority_acc1, the share of `majority_class` (default: the largest class of
-    `labels`), with its mean per-class recall, and chance_p (balanced_recall_p_value of the top-1 answers)."""
+    `labels`), with its mean per-class recall, and chance_p (balanced_recall_p_value of the top-1 answers over
+    `permutations` relabellings; None when 0)."""
     count = class_count or scores.shape[1]
     labels = labels.long()
     order = scores.argsort(dim=1, descending=True)
@@ -73,15 +80,15 @@ def classification_metrics(scores: Tensor, labels: Tensor, class_count: int | No
         "chance_acc1": 1.0 / count,
         "majority_acc1": float(counts[majority] / len(labels)),
         "majority_mean_per_class_recall": float(majority in per_class) / len(present),  # recall 1 on its class, 0 elsewhere
-        "chance_p": balanced_recall_p_value(order[:, 0], labels),
+        "chance_p": balanced_recall_p_value(order[:, 0].cpu(), labels.cpu(), permutations) if permutations else None,
         "samples": len(labels),
     }
 
 
-def zero_shot(image_embeddings: Tensor, prototypes: Tensor, labels: Tensor) -> dict:
+def zero_shot(image_embeddings: Tensor, prototypes: Tensor, labels: Tensor, permutations: int = 1000) -> dict:
     """classification_metrics of the cosine of each image (N×d) with each class prototype (C×d)."""
     scores = torch.nn.functional.normalize(image_embeddings.double(), dim=1) @ prototypes.double().T
-    return classification_metrics(scores, labels, class_count=len(prototypes))
+    return classification_metrics(scores, labels, class_count=len(prototypes), permutations=permutations)
 
 
 def linear_probe(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor], class_count: int,

@@ -5,7 +5,7 @@ training) and after each loss setting, mean ± standard deviation over seeds, ea
 CE's R@1 of the same seed (paired: the seed fixes the projections' initialisation and the batch order,
 so the pairing removes most of the seed-to-seed spread), the thesis's values beside ours, and a link to
 each setting's picture of the validation histograms over the epochs; then, for the runs that logged them,
-a second table of the newer measures (NEW_COLUMNS: RMG, L2I, gap concentration, effective ranks).
+a second table of the newer measures (NEW_COLUMNS: RMG, L2I, gap concentration, effective ranks, zero-shot).
 
     python -m memegap.studies.modality_gap.tables logs/modality_gap_study/multiruns/<time> [more dirs] [--out tables.md]
     python -m memegap.studies.modality_gap.tables <grid> --out experiments/modality_gap/study_tables.md --pictures experiments/modality_gap/evolution
@@ -34,11 +34,15 @@ SETTINGS = ("ce", "ce_ortho_intra", "ce_ortho_intra_inter", "ce_variance", "ce_a
 # What every job of the study's multirun names in its overrides (the sweep's three axes).
 STUDY_KEYS = ("gap_data", "model/loss", "seed")
 COLUMNS = ("gap", "misalignment", "clustering", "R@1", "R@5", "R@10")
-# The field's newer measures (metrics.geometry.linear_geometry; the thesis has none of them): each table's column
-# and the key under <stage>/geometry/. RMG and L2I: Schrodi et al. (2025); top-5 share: the part of the squared
-# gap vector in its 5 largest coordinates; effective rank: RankMe (Garrido et al., 2023), of at most d = 128 here.
-NEW_COLUMNS = {"RMG": "rmg", "L2I": "l2i", "gap top-5 share": "gap_top5_share", "effective rank image": "effective_rank_image",
-               "effective rank text": "effective_rank_text", "effective rank joint": "effective_rank_joint"}
+# The field's newer measures (metrics.geometry.linear_geometry; the thesis has none of them) and zero-shot accuracy
+# (callbacks.zero_shot: data whose pairs have classes, Twemoji's emoji groups): each table's column and its key
+# under <stage>/. RMG and L2I: Schrodi et al. (2025); top-5 share: the part of the squared gap vector in its 5
+# largest coordinates; effective rank: RankMe (Garrido et al., 2023), of at most d; zero-shot in %.
+NEW_COLUMNS = {"RMG": "geometry/rmg", "L2I": "geometry/l2i", "gap top-5 share": "geometry/gap_top5_share",
+               "effective rank image": "geometry/effective_rank_image", "effective rank text": "geometry/effective_rank_text",
+               "effective rank joint": "geometry/effective_rank_joint", "zero-shot acc1": "zero_shot/acc1",
+               "zero-shot balanced": "zero_shot/mean_per_class_recall"}
+PERCENT = ("zero-shot acc1", "zero-shot balanced")
 # The thesis's Tables 5.5 (COCO: no R@5 / R@10 printed), 5.6 (ARASAAC EN) and 5.7 (ARASAAC ES): CLIP ViT, text->image R@k in %.
 THESIS = {
     "coco": {"initial": (0.92, 1.40, -1.47, 65.13, None, None), "ce": (0.50, 1.37, -3.27, 76.82, None, None),
@@ -63,7 +67,8 @@ def measures(stage: dict[str, float], prefix: str) -> dict[str, float]:
     """The table's columns from one stage's metrics (R@k in % of the random pools)."""
     values = {"gap": stage.get(f"{prefix}/geometry/gap"), "misalignment": stage.get(f"{prefix}/geometry/alignment"),
               "clustering": stage.get(f"{prefix}/geometry/uniformity")}
-    values |= {column: stage.get(f"{prefix}/geometry/{key}") for column, key in NEW_COLUMNS.items()}
+    values |= {column: stage.get(f"{prefix}/{key}") for column, key in NEW_COLUMNS.items()}
+    values |= {column: 100 * values[column] for column in PERCENT if values.get(column) is not None}
     for key, value in stage.items():
         match = re.fullmatch(rf"{prefix}/retrieval/text_to_image_R@(\d+)_pool\d+", key)
         if match:
