@@ -141,6 +141,10 @@ def test_the_study_table_has_mean_and_spread_over_seeds_and_the_thesis_beside(tm
     write_job(grid, 4, "arasaac_en", "ce_variance", 3, 0.60, 0.20)  # no CE run of seed 3 to pair it with
     write_job(grid, 5, "coco", "ce", 1, 0.10, 0.60, newer={"geometry/rmg": 0.25, "geometry/l2i": 1.0, "geometry/effective_rank_joint": 90.0, "zero_shot/acc1": 0.2})
     write_job(grid, 6, "coco", "ce", 2, 0.20, 0.60, newer={"geometry/rmg": 0.35, "geometry/l2i": 1.2, "geometry/effective_rank_joint": 100.0, "zero_shot/acc1": 0.3})
+    (grid / "5" / "zeroshot").mkdir()  # memegap-zeroshot's records on one of the two jobs: its linear probe
+    (grid / "5" / "zeroshot" / "coco.json").write_text(json.dumps([
+        {"task": "zeroshot_classification", "split": "test", "metrics": {"acc1": 0.9}},
+        {"task": "linear_probe", "split": "test", "metrics": {"acc1": 0.5, "mean_per_class_recall": 0.4}}]))
     text = tables.markdown(tables.collect([grid]), tmp_path / "tables.md")
     rows = {line.split(" | ")[0].strip("| "): line for line in text.split("### coco")[0].splitlines() if line.startswith("| ")}
     assert "| 2 | 0.40 ± 0.10 | 1.50 ± 0.00 | -3.00 ± 0.00 | 45.00 ± 5.00 |" in rows["ce"]  # R@k in %, over 2 seeds
@@ -154,7 +158,7 @@ def test_the_study_table_has_mean_and_spread_over_seeds_and_the_thesis_beside(tm
     assert "| ce_ortho_intra | 0 | – |" in rows["ce_ortho_intra"]  # the thesis ran it; we did not here
     # the newer measures: a second table where runs logged them (coco), none for runs from before them (arasaac_en)
     assert "arasaac_en, the newer measures" not in text
-    assert "| ce | 2 | 0.30 ± 0.05 | 1.10 ± 0.10 | – | – | – | 95.00 ± 5.00 | 25.00 ± 5.00 | – |" in text.split("coco, the newer measures")[1]
+    assert "| ce | 2 | 0.30 ± 0.05 | 1.10 ± 0.10 | – | – | – | 95.00 ± 5.00 | 25.00 ± 5.00 | – | 50.00 | 40.00 |" in text.split("coco, the newer measures")[1]
 
 
 def test_the_table_writer_names_a_wrong_grid_and_keeps_the_previous_table(tmp_path, monkeypatch, capsys):

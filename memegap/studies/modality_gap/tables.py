@@ -5,7 +5,9 @@ training) and after each loss setting, mean ± standard deviation over seeds, ea
 CE's R@1 of the same seed (paired: the seed fixes the projections' initialisation and the batch order,
 so the pairing removes most of the seed-to-seed spread), the thesis's values beside ours, and a link to
 each setting's picture of the validation histograms over the epochs; then, for the runs that logged them,
-a second table of the newer measures (NEW_COLUMNS: RMG, L2I, gap concentration, effective ranks, zero-shot).
+a second table of the newer measures (NEW_COLUMNS: RMG, L2I, gap concentration, effective ranks, zero-shot;
+PROBE_COLUMNS: the linear probe, where memegap-zeroshot was run on the job: `for job in <grid>/*/; do
+memegap-zeroshot $job; done`).
 
     python -m memegap.studies.modality_gap.tables logs/modality_gap_study/multiruns/<time> [more dirs] [--out tables.md]
     python -m memegap.studies.modality_gap.tables <grid> --out experiments/modality_gap/study_tables.md --pictures experiments/modality_gap/evolution
@@ -43,6 +45,9 @@ NEW_COLUMNS = {"RMG": "geometry/rmg", "L2I": "geometry/l2i", "gap top-5 share": 
                "effective rank joint": "geometry/effective_rank_joint", "zero-shot acc1": "zero_shot/acc1",
                "zero-shot balanced": "zero_shot/mean_per_class_recall"}
 PERCENT = ("zero-shot acc1", "zero-shot balanced")
+# The linear probe of memegap-zeroshot, where it was run on a job (<job>/zeroshot/*.json; test split), in %.
+PROBE_COLUMNS = {"probe acc1": "acc1", "probe balanced": "mean_per_class_recall"}
+NEWER = (*NEW_COLUMNS, *PROBE_COLUMNS)
 # The thesis's Tables 5.5 (COCO: no R@5 / R@10 printed), 5.6 (ARASAAC EN) and 5.7 (ARASAAC ES): CLIP ViT, text->image R@k in %.
 THESIS = {
     "coco": {"initial": (0.92, 1.40, -1.47, 65.13, None, None), "ce": (0.50, 1.37, -3.27, 76.82, None, None),
@@ -98,10 +103,23 @@ def collect(grids: list[Path]) -> dict[str, dict[str, list[tuple[dict[str, float
                 raise UserError(f"{job} is not a job of experiment=modality_gap_study: its overrides name no {' / '.join(unnamed)} "
                                 "(a study job names its data source, loss setting and seed); give that study's multirun dir")
             source, setting, seed = chosen["gap_data"], chosen["model/loss"], chosen["seed"]
-            table[source][setting].append((measures(metrics["test"], "test"), job, seed))
+            table[source][setting].append((measures(metrics["test"], "test") | probe_measures(job), job, seed))
             if "before_fit" in metrics and seed not in {known for _, _, known in table[source]["initial"]}:
                 table[source]["initial"].append((measures(metrics["before_fit"], "test"), job, seed))
     return table
+
+
+def probe_measures(job: Path) -> dict[str, float]:
+    """PROBE_COLUMNS from the job's memegap-zeroshot result on its own data's test split (none: {})."""
+    for path in sorted((job / "zeroshot").glob("*.json")):
+        try:
+            records = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path} is not valid JSON ({error}): run memegap-zeroshot on {job} again") from error
+        probe = next((record for record in records if record.get("task") == "linear_probe" and record.get("split") == "test"), None)
+        if probe is not None:
+            return {column: 100 * probe["metrics"][key] for column, key in PROBE_COLUMNS.items()}
+    return {}
 
 
 def cell(values: list[float], signed: bool = False) -> str:
@@ -142,16 +160,16 @@ def markdown(table: dict, out: Path, pictures: Path | None = None) -> str:
 
 
 def newer_measures(source: str, rows: dict) -> list[str]:
-    """The second table of a source: NEW_COLUMNS for each setting, over the runs that logged them (none before
-    these measures existed: then no table)."""
-    if not any(column in values for runs in rows.values() for values, _, _ in runs for column in NEW_COLUMNS):
+    """The second table of a source: NEW_COLUMNS and PROBE_COLUMNS (NEWER) for each setting, over the runs that
+    have them (none before these measures existed: then no table)."""
+    if not any(column in values for runs in rows.values() for values, _, _ in runs for column in NEWER):
         return []
     lines = [f"{source}, the newer measures (test split; the thesis has none of them):", "",
-             "| setting | seeds | " + " | ".join(NEW_COLUMNS) + " |", "|---" * (len(NEW_COLUMNS) + 2) + "|"]
+             "| setting | seeds | " + " | ".join(NEWER) + " |", "|---" * (len(NEWER) + 2) + "|"]
     for setting in ("initial", *SETTINGS):
-        runs = [values for values, _, _ in rows.get(setting, []) if any(column in values for column in NEW_COLUMNS)]
+        runs = [values for values, _, _ in rows.get(setting, []) if any(column in values for column in NEWER)]
         if runs:
-            lines.append(f"| {setting} | {len(runs)} | " + " | ".join(cell([values[column] for values in runs if column in values]) for column in NEW_COLUMNS) + " |")
+            lines.append(f"| {setting} | {len(runs)} | " + " | ".join(cell([values[column] for values in runs if column in values]) for column in NEWER) + " |")
     return [*lines, ""]
 
 
