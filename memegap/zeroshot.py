@@ -69,6 +69,8 @@ def evaluate(args: argparse.Namespace) -> tuple[list[dict], Path]:
     """Check, load, embed, score, write; returns the records and where they went."""
     from memegap.utils.trained_run import DUAL_ENCODERS, require_run_of, run_config, trained_model
 
+    if args.out is not None and (args.out.suffix != ".json" or args.out.is_dir()):
+        raise UserError(f"--out {args.out}: name a .json file")
     cfg = run_config(args.run_dir)
     require_run_of(args.run_dir, "memegap-zeroshot", models=DUAL_ENCODERS)
     language = str(cfg.data.get("language", "en"))
@@ -111,13 +113,13 @@ def labelled_source(cfg, args: argparse.Namespace):
 
     if args.data is None:
         return set_up_data(cfg), str(cfg.data.get("_target_", "data")).rsplit(".", 1)[-1].removesuffix("DataModule").lower()
-    import hydra
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from memegap.config import CONFIG_DIR, register_configs
+    from memegap.utils.run import build
 
     for item in args.set:
         if "=" not in item:
@@ -132,7 +134,10 @@ def labelled_source(cfg, args: argparse.Namespace):
     given = {item.split("=", 1)[0] for item in args.set}
     if "image_size" in composed.data and "image_size" not in given and "image_size" in cfg.data:
         composed.data.image_size = cfg.data.image_size  # the size the run's image tower trained at
-    datamodule = hydra.utils.instantiate(composed.data, _convert_="all")
+    try:
+        datamodule = build(composed.data, _convert_="all")
+    except OmegaConfBaseException as error:  # a key the option needs and --set did not give (data.table)
+        raise UserError(f"--data {args.data}: {config_error_line(error)}; give it with --set") from None
     datamodule.setup()
     return datamodule, args.data
 

@@ -111,6 +111,9 @@ def test_the_command_refuses_mistakes_in_one_line(mini_twemoji_run, shared_data,
         (["--data", "arasaac", "--set", f"root={shared_data / 'pictograms_jocomunico'}"], "arasaac has no classes to score"),
         (["--data", "cifar100", "--set", "root"], "--set root: write KEY=VALUE"),
         (["--data", "no_such_source"], "no_such_source"),
+        (["--data", "labelled_table"], "Missing mandatory value: data.table; give it with --set"),
+        (["--data", "twemoji", "--set", "language=fr"], "data.language must be one of"),
+        (["--out", str(tmp_path)], "name a .json file"),
     ]
     for arguments, message in cases:
         with pytest.raises(SystemExit) as stopped:

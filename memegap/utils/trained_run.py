@@ -68,7 +68,9 @@ def trained_model(cfg: DictConfig, run_dir: Path, checkpoint_path: Path | None =
 
 def set_up_data(cfg: DictConfig):
     """The run's data module, set up (its splits as the run had them)."""
-    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    from memegap.utils.run import build
+
+    datamodule = build(cfg.data, _convert_="all")  # a value the class refuses: its one line
     datamodule.setup()
     return datamodule
 
