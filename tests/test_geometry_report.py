@@ -86,10 +86,15 @@ def test_mistakes_are_one_line(tmp_path, capsys):
         ([tmp_path / "absent.parquet"], "no such file"),
         ([tmp_path / "other.parquet"], "no column modality, position, vector"),
         ([tmp_path / "a.npy"], "give one exported .parquet file, or two .npy files"),
+        ([tmp_path / "a.npy", tmp_path / "words.npy"], "holds <U1 values; needs numbers"),
+        ([tmp_path / "a.npy", tmp_path / "a.npy", "--labels", tmp_path / "kinds.npy"], "holds <U3 values; needs integers"),
+        ([tmp_path / "a.npy", tmp_path / "a.npy", "--out", tmp_path / "a.npy"], "is a file: name a folder"),
     ]
+    np.save(tmp_path / "words.npy", np.array([["x"] * 8] * 4))
+    np.save(tmp_path / "kinds.npy", np.array(["cat", "dog", "cat", "dog"]))
     for inputs, message in cases:
         with pytest.raises(SystemExit) as exit_info:
-            main([*map(str, inputs), "--out", str(tmp_path / "out")])
+            main([*map(str, inputs), "--out", str(tmp_path / "out")] if "--out" not in inputs else list(map(str, inputs)))
         error = capsys.readouterr().err.strip()
         assert exit_info.value.code == 2 and message in error and len(error.splitlines()) == 1, (inputs, error)
     assert not (tmp_path / "out").exists()

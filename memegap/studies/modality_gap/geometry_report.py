@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def load_pairs(args: argparse.Namespace) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, list[str]]:
     """(image N×d, text N×d, image ids N or None, labels N or None, the two modalities' names), checked."""
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is a file: name a folder (report.json and the pictures go in it)")
     for path in args.embeddings:
         if not path.is_file():
             raise UserError(f"{path}: no such file")
@@ -103,6 +105,9 @@ def read_npy(path: Path, ndim: int, length: int | None = None) -> Tensor:
     if array.ndim != ndim or (length is not None and len(array) != length):
         wanted = f"{length} values" if ndim == 1 else "an N×d array"
         raise UserError(f"{path}: needs {wanted}, got shape {array.shape}")
+    wanted_kind = "iu" if ndim == 1 else "iuf"  # ids and labels are integers; embeddings are numbers
+    if array.dtype.kind not in wanted_kind:
+        raise UserError(f"{path}: holds {array.dtype} values; needs {'integers' if ndim == 1 else 'numbers'}")
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
