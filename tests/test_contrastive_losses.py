@@ -30,21 +30,21 @@ ALPHA = 0.7
 def test_orthonormal_sets():
     # x = y = the 4 basis vectors: every Gram matrix is I.
     eye = torch.eye(4, dtype=torch.float64)
-    assert float(ortho_intra_loss(eye, eye, ALPHA)) == pytest.approx(2 * (-ALPHA * 4))  # both modalities, no off-diagonal
-    assert float(ortho_intra_loss(eye, eye, ALPHA, reduction="mean")) == pytest.approx(2 * (-ALPHA * 4) / 16)
-    assert float(ortho_inter_loss(eye, eye, ALPHA)) == pytest.approx(-ALPHA * 4)
-    assert float(antipodal_loss(eye, eye, ALPHA)) == pytest.approx(2 * (-ALPHA * 4))
-    assert float(cyclip_loss(eye, eye)) == 0.0
-    assert float(variance_loss(eye, eye)) == 0.0  # the diagonal is all 1, the off-diagonal all 0
+    assert float(ortho_intra_loss(eye, eye, ALPHA, "sum")) == pytest.approx(2 * (-ALPHA * 4))  # both modalities, no off-diagonal
+    assert float(ortho_intra_loss(eye, eye, ALPHA, "mean")) == pytest.approx(2 * (-ALPHA * 4) / 16)
+    assert float(ortho_inter_loss(eye, eye, ALPHA, "sum")) == pytest.approx(-ALPHA * 4)
+    assert float(antipodal_loss(eye, eye, ALPHA, "sum")) == pytest.approx(2 * (-ALPHA * 4))
+    assert float(cyclip_loss(eye, eye, 1.0, 1.0, "sum")) == 0.0
+    assert float(variance_loss(eye, eye, 1.0, "pooled")) == 0.0  # the diagonal is all 1, the off-diagonal all 0
 
 
 def test_antipodal_pairs():
     # x = y = (e1, −e1): Gram [[1, −1], [−1, 1]]. With |·| the off-diagonal adds +2 per modality; without, −2.
     x = torch.tensor([[1.0, 0.0], [-1.0, 0.0]], dtype=torch.float64)
-    assert float(ortho_intra_loss(x, x, ALPHA)) == pytest.approx(2 * (-2 * ALPHA + 2))
-    assert float(antipodal_loss(x, x, ALPHA)) == pytest.approx(2 * (-2 * ALPHA - 2))
-    assert float(ortho_inter_loss(x, x, ALPHA)) == pytest.approx(-2 * ALPHA + 2)
-    assert float(cyclip_loss(x, x)) == 0.0  # identical modalities are consistent
+    assert float(ortho_intra_loss(x, x, ALPHA, "sum")) == pytest.approx(2 * (-2 * ALPHA + 2))
+    assert float(antipodal_loss(x, x, ALPHA, "sum")) == pytest.approx(2 * (-2 * ALPHA - 2))
+    assert float(ortho_inter_loss(x, x, ALPHA, "sum")) == pytest.approx(-2 * ALPHA + 2)
+    assert float(cyclip_loss(x, x, 1.0, 1.0, "sum")) == 0.0  # identical modalities are consistent
 
 
 def test_a_skewed_pair_by_hand():
@@ -52,31 +52,36 @@ def test_a_skewed_pair_by_hand():
     r = 1 / math.sqrt(2)
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     y = torch.tensor([[1.0, 0.0], [r, r]], dtype=torch.float64)
-    assert float(ortho_inter_loss(x, y, ALPHA)) == pytest.approx(-ALPHA * (1 + r) + r)
+    assert float(ortho_inter_loss(x, y, ALPHA, "sum")) == pytest.approx(-ALPHA * (1 + r) + r)
     # CyCLIP: inter Σ(C_jk − C_kj)² = 2·(1/√2)² = 1; intra Σ(XXᵀ − YYᵀ)² = 2·(1/√2)² = 1; "sum" divides by N = 2
-    assert float(cyclip_loss(x, y)) == pytest.approx(1.0)
-    assert float(cyclip_loss(x, y, lambda_inter=2.0, lambda_intra=3.0)) == pytest.approx(2.5)
-    assert float(cyclip_loss(x, y, reduction="mean")) == pytest.approx(0.5)
+    assert float(cyclip_loss(x, y, 1.0, 1.0, "sum")) == pytest.approx(1.0)
+    assert float(cyclip_loss(x, y, 2.0, 3.0, "sum")) == pytest.approx(2.5)
+    assert float(cyclip_loss(x, y, 1.0, 1.0, "mean")) == pytest.approx(0.5)
     # variance: diagonal (1, 1/√2) -> ((1 − 1/√2)/2)²; off-diagonal (1/√2, 0) pooled -> 1/8, by rows -> 0 (one entry a row)
     diagonal_variance = ((1 - r) / 2) ** 2
-    assert float(variance_loss(x, y, beta=2.0)) == pytest.approx(-2.0 * (0.125 + diagonal_variance))
-    assert float(variance_loss(x, y, beta=2.0, off_diagonal="rows")) == pytest.approx(-2.0 * diagonal_variance)
-    assert float(variance_loss(x, y, beta=-1.0)) == pytest.approx(0.125 + diagonal_variance)  # β < 0 minimises
+    assert float(variance_loss(x, y, 2.0, "pooled")) == pytest.approx(-2.0 * (0.125 + diagonal_variance))
+    assert float(variance_loss(x, y, 2.0, "rows")) == pytest.approx(-2.0 * diagonal_variance)
+    assert float(variance_loss(x, y, -1.0, "pooled")) == pytest.approx(0.125 + diagonal_variance)  # β < 0 minimises
 
 
 def test_the_terms_normalise_their_inputs():
     torch.manual_seed(0)
     x, y = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
-    for term in (ortho_intra_loss, ortho_inter_loss, antipodal_loss, cyclip_loss, variance_loss):
-        torch.testing.assert_close(term(3 * x, 0.5 * y), term(x, y))
+    for term, parameters in TERM_PARAMETERS:
+        torch.testing.assert_close(term(3 * x, 0.5 * y, *parameters), term(x, y, *parameters))
 
 
-@pytest.mark.parametrize("term", [ortho_intra_loss, ortho_inter_loss, antipodal_loss, cyclip_loss, variance_loss])
-def test_gradients_match_finite_differences(term):
+# Each term function with the parameters of its printed form (the functions take no defaults: the Term modules hold them).
+TERM_PARAMETERS = [(ortho_intra_loss, (1.0, "sum")), (ortho_inter_loss, (1.0, "sum")), (antipodal_loss, (1.0, "sum")),
+                   (cyclip_loss, (1.0, 1.0, "sum")), (variance_loss, (1.0, "pooled"))]
+
+
+@pytest.mark.parametrize("term, parameters", TERM_PARAMETERS)
+def test_gradients_match_finite_differences(term, parameters):
     torch.manual_seed(1)
     x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
     y = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: term(a, b), (x, y))
+    assert torch.autograd.gradcheck(lambda a, b: term(a, b, *parameters), (x, y))
 
 
 def test_the_module_sums_the_weighted_terms_and_returns_each():
@@ -87,7 +92,7 @@ def test_the_module_sums_the_weighted_terms_and_returns_each():
     assert set(out) == {"loss", "ce", "cyclip", "variance"}  # a zero weight is not computed
     torch.testing.assert_close(out["ce"], clip_loss(x, y, scale))
     torch.testing.assert_close(out["cyclip"], cyclip_loss(x, y, 0.25, 0.25, "mean"))
-    torch.testing.assert_close(out["variance"], variance_loss(x, y, 0.3))
+    torch.testing.assert_close(out["variance"], variance_loss(x, y, 0.3, "pooled"))
     torch.testing.assert_close(out["loss"], out["ce"] + 0.5 * out["cyclip"] + 2.0 * out["variance"])
 
 

@@ -69,7 +69,7 @@ def _ortho(gram: Tensor, alpha: float, absolute: bool) -> Tensor:
     return -alpha * diagonal + (values.sum() - diagonal)
 
 
-def ortho_intra_loss(x: Tensor, y: Tensor, alpha: float = 1.0, reduction: str = "sum") -> Tensor:
+def ortho_intra_loss(x: Tensor, y: Tensor, alpha: float, reduction: str) -> Tensor:
     """Thesis eq. 5.1 for the image and the text modality, summed: for m in (x, y),
     −α·Σᵢ|⟨mᵢ,mᵢ⟩| + Σᵢ Σ_{j≠i}|⟨mᵢ,mⱼ⟩|. Minimal when each modality's vectors are orthogonal.
     reduction="mean" divides by N² (so 2(N−1)/N·E|cos| − 2α/N; about 2 for a collapsed cloud)."""
@@ -78,7 +78,7 @@ def ortho_intra_loss(x: Tensor, y: Tensor, alpha: float = 1.0, reduction: str = 
     return _reduce(total, x.shape[0], reduction)
 
 
-def ortho_inter_loss(x: Tensor, y: Tensor, alpha: float = 1.0, reduction: str = "sum") -> Tensor:
+def ortho_inter_loss(x: Tensor, y: Tensor, alpha: float, reduction: str) -> Tensor:
     """Thesis eq. 5.2: −α·Σᵢ|⟨xᵢ,yᵢ⟩| + Σᵢ Σ_{j≠i}|⟨xᵢ,yⱼ⟩|, over the image–text cosine matrix: pairs
     pulled to |cos| = 1, non-pairs pushed to orthogonal. reduction="mean" divides by N². (At θ = 0 the
     thesis's Table 5.3 gives o_inter = o_intra, i.e. twice this mean: its reading counts both directions.)"""
@@ -86,7 +86,7 @@ def ortho_inter_loss(x: Tensor, y: Tensor, alpha: float = 1.0, reduction: str = 
     return _reduce(total, x.shape[0], reduction)
 
 
-def antipodal_loss(x: Tensor, y: Tensor, alpha: float = 1.0, reduction: str = "sum") -> Tensor:
+def antipodal_loss(x: Tensor, y: Tensor, alpha: float, reduction: str) -> Tensor:
     """Thesis eq. 5.8: eq. 5.1 without absolute values, for x and for y, summed:
     −α·Σᵢ⟨mᵢ,mᵢ⟩ + Σᵢ Σ_{j≠i}⟨mᵢ,mⱼ⟩, minimal when the vectors of a modality cancel out (antipodal).
     reduction="mean" divides by N²."""
@@ -95,10 +95,10 @@ def antipodal_loss(x: Tensor, y: Tensor, alpha: float = 1.0, reduction: str = "s
     return _reduce(total, x.shape[0], reduction)
 
 
-def variance_loss(x: Tensor, y: Tensor, beta: float = 1.0, off_diagonal: str = "pooled") -> Tensor:
+def variance_loss(x: Tensor, y: Tensor, beta: float, off_diagonal: str) -> Tensor:
     """Thesis eqs. 5.3–5.4: −β·(S²_off + S²_diag) of the N×N image–text cosine matrix C (Cᵢⱼ = ⟨xᵢ,yⱼ⟩),
     with biased variances (divided by the count): S²_diag of the N paired cosines Cᵢᵢ; S²_off of the
-    N(N−1) off-diagonal cosines, pooled into one variance ("pooled", the default: what the thesis's
+    N(N−1) off-diagonal cosines, pooled into one variance ("pooled", the Variance term's default: what the thesis's
     Tables 5.3–5.4 come out with) or the mean of the N per-row variances ("rows": eq. 5.4 as printed).
 
     Sign: the prose says the variance is minimised, the formula's −β maximises it for β > 0. We keep
@@ -112,7 +112,7 @@ def variance_loss(x: Tensor, y: Tensor, beta: float = 1.0, off_diagonal: str = "
     return -beta * (off_variance + cosines.diagonal().var(unbiased=False))
 
 
-def cyclip_loss(x: Tensor, y: Tensor, lambda_inter: float = 1.0, lambda_intra: float = 1.0, reduction: str = "sum") -> Tensor:
+def cyclip_loss(x: Tensor, y: Tensor, lambda_inter: float, lambda_intra: float, reduction: str) -> Tensor:
     """CyCLIP's consistency terms (thesis eqs. B.1–B.2):
     λ_inter·(1/N)·Σⱼ Σₖ (⟨xⱼ,yₖ⟩ − ⟨xₖ,yⱼ⟩)² + λ_intra·(1/N)·Σⱼ Σₖ (⟨xⱼ,xₖ⟩ − ⟨yⱼ,yₖ⟩)².
     reduction="sum" is the printed 1/N; "mean" divides the double sums by N² instead."""

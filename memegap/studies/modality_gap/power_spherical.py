@@ -49,7 +49,7 @@ def measure(x: Tensor, y: Tensor, alpha: float = 1.0, beta: float = 1.0, logit_s
     diagonal left in) and o_inter over both directions; CyCLIP = CE + the consistency terms."""
     scale = torch.tensor(logit_scale, dtype=x.dtype)
     ce = float(clip_loss(x, y, scale))
-    cyclip = float(cyclip_loss(x, y, reduction="mean"))
+    cyclip = float(cyclip_loss(x, y, 1.0, 1.0, "mean"))
     return {
         "gap": modality_gap(x, y)[0],
         "clustering": (uniformity(x) + uniformity(y)) / 2,
@@ -57,7 +57,7 @@ def measure(x: Tensor, y: Tensor, alpha: float = 1.0, beta: float = 1.0, logit_s
         "ortho_intra": float(ortho_intra_loss(x, y, alpha, "mean")),
         "ortho_inter": float(ortho_inter_loss(x, y, alpha, "mean")),
         "antipodal": float(antipodal_loss(x, y, alpha, "mean")),
-        "variance": float(variance_loss(x, y, beta)),
+        "variance": float(variance_loss(x, y, beta, "pooled")),
         "cyclip": cyclip,
         "thesis_ortho_intra": float(ortho_intra_loss(x, y, 0.0, "mean")),
         "thesis_ortho_inter": 2 * float(ortho_inter_loss(x, y, 0.0, "mean")),
