@@ -31,6 +31,9 @@ SCHEMA: dict[str, str] = {
     "weight": "float32 N: a per-row loss weight (class balancing)",
     "text_features": "float32 N×F: standardised hand-made text features (data.text_features)",
 }
+# What a validation/test step returns beside "loss" and "embeddings", under the batch's own key names, for the
+# callbacks (callbacks/collect.py gathers them): "logits" is N×C class scores, the rest mean what SCHEMA says.
+STEP_TARGETS = ("label", "bin", "logits", "likes", "image_id")
 # Pair and triplet batches repeat some keys for a second or third row under a prefix:
 # positive_image, negative_image, other_image, other_target, other_id, other_text_features ...
 PREFIXES = ("positive_", "negative_", "other_")
@@ -49,6 +52,16 @@ def described(key: str) -> str:
         if key.startswith(prefix) and key[len(prefix):] in SCHEMA:
             return SCHEMA[key[len(prefix):]]
     raise KeyError(f"{key!r} is not a batch key of memegap.batch.SCHEMA")
+
+
+def check_callbacks(datamodule: object, callbacks: dict[str, object], data_group: str) -> None:
+    """Fail in one line when a callback ({config key: callback}) reads something of the data module (its
+    `needs_data`: attribute names) that the data module does not have, naming both."""
+    for key, callback in callbacks.items():
+        missing = [name for name in getattr(callback, "needs_data", ()) if not hasattr(datamodule, name)]
+        if missing:
+            raise UserError(f"callbacks.{key} does not fit data={data_group}: it reads {', '.join(missing)} of the data module, "
+                            f"which data={data_group} does not have; remove it (~callbacks.{key}) or choose data it fits")
 
 
 def check_composition(data_keys: Iterable[str], model_keys: Iterable[str], data_group: str, model_group: str) -> None:

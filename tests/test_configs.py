@@ -311,6 +311,30 @@ def test_a_senseless_pair_of_groups_fails_at_start_up_in_one_line_naming_both(ex
     assert not (tmp_path / "checkpoints").exists()
 
 
+def test_a_callback_that_reads_what_the_data_module_lacks_fails_at_start_up_in_one_line(tmp_path):
+    # The popularity report reads the training memes (plain_loader) and the like bins of a memes data module.
+    cfg = compose_config("train.yaml", ["experiment=twemoji_gap", "logger=none", "extras.print_config=false",
+                                        "+callbacks.popularity_report._target_=memegap.callbacks.popularity.PopularityReport"], tmp_path)
+    with pytest.raises(UserError) as error:
+        train(cfg)
+    message = str(error.value)
+    assert "\n" not in message and "callbacks.popularity_report does not fit data=twemoji" in message and "plain_loader, bin_edges" in message
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_the_retrieval_callback_needs_a_subset_loader_only_to_measure_a_training_subset():
+    from memegap.batch import check_callbacks
+    from memegap.callbacks.retrieval import CrossModalRetrieval
+    from memegap.data.cifar100 import Cifar100DataModule
+    from memegap.data.twemoji import TwemojiDataModule
+
+    images_only = Cifar100DataModule(root="/nowhere")
+    check_callbacks(images_only, {"cross_modal_retrieval": CrossModalRetrieval()}, "cifar100")  # nothing read of the data
+    check_callbacks(TwemojiDataModule(), {"cross_modal_retrieval": CrossModalRetrieval(train_subset=8)}, "twemoji")
+    with pytest.raises(UserError, match="callbacks.cross_modal_retrieval does not fit data=cifar100: it reads subset_loader"):
+        check_callbacks(images_only, {"cross_modal_retrieval": CrossModalRetrieval(train_subset=8)}, "cifar100")
+
+
 def test_every_batch_key_that_a_model_reads_or_a_data_module_gives_is_in_the_schema():
     from memegap.batch import described
     from memegap.data.labelled import LabelledImageDataModule

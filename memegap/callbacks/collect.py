@@ -21,8 +21,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-# What the steps return beside the embeddings (see the module docstring).
-TARGET_KEYS = ("label", "bin", "logits", "likes", "image_id")
+from memegap.batch import STEP_TARGETS
 
 
 @contextmanager
@@ -78,7 +77,7 @@ class EmbeddingCollector(L.Callback, ABC):
             )
         for name, value in outputs["embeddings"].items():
             self._batches[name].append(value.detach().float().cpu())
-        for name in TARGET_KEYS:
+        for name in STEP_TARGETS:
             if name in outputs:
                 self._targets[name].append(outputs[name].detach().cpu())
         ids = batch.get("id") if isinstance(batch, dict) else None

@@ -44,6 +44,8 @@ class PopularityReport(EmbeddingCollector):
     log-likes) and gallery.png (test memes beside their nearest training memes), also sent to W&B.
     """
 
+    needs_data = ("datasets", "plain_loader", "bin_edges")  # the training memes, in order, and the like bins (MemesDataModule)
+
     def __init__(self, k: int = 10, weighting: str = "mean", baselines: bool = True, pictures: bool = True, bootstrap_resamples: int = 1000) -> None:
         super().__init__()
         self.k, self.weighting, self.baselines, self.pictures, self.resamples = k, weighting, baselines, pictures, bootstrap_resamples

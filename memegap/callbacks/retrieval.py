@@ -48,6 +48,11 @@ class CrossModalRetrieval(EmbeddingCollector):
         self.train_subset = train_subset
         self._warned: set[str] = set()
 
+    @property
+    def needs_data(self) -> tuple[str, ...]:
+        """What it reads of the data module (checked at start-up): the training subset's loader, when measured."""
+        return ("subset_loader",) if self.train_subset > 0 else ()
+
     def on_embeddings(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, embeddings: dict[str, Tensor], targets: dict[str, Tensor]) -> None:
         self.log_scalars(pl_module, f"{stage}/retrieval", self.measure(stage, embeddings["image"], embeddings["text"], targets.get("image_id")))
 
@@ -87,9 +92,7 @@ class CrossModalRetrieval(EmbeddingCollector):
 
     def _embed_train_subset(self, trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[Tensor, Tensor, Tensor]:
         """Embeddings of the fixed training subset, as the validation steps compute them (eval mode, no grad)."""
-        subset_loader = getattr(trainer.datamodule, "subset_loader", None)
-        if subset_loader is None:
-            raise UserError(f"callbacks.cross_modal_retrieval.train_subset needs a paired data module; {type(trainer.datamodule).__name__} has no subset_loader")
+        subset_loader = trainer.datamodule.subset_loader  # needs_data: checked at start-up
         parts: dict[str, list[Tensor]] = {"image": [], "text": [], "image_id": []}
         with torch.no_grad(), trainer.precision_plugin.forward_context():
             for batch in subset_loader("train", self.train_subset):

@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 
-from memegap.batch import check_composition
+from memegap.batch import check_callbacks, check_composition
 from memegap.errors import UserError, log_to_files
 from memegap.utils.io import write_text_atomic
 from memegap.utils.quiet import silence_library_noise
@@ -50,8 +50,9 @@ def prepare_run(cfg: DictConfig, output_dir: Path, extra_callbacks: list[L.Callb
         datamodule.check_inputs()
     model = build(cfg.model, _convert_="all")
     check_composition(datamodule.batch_keys, model.needs_batch_keys, group_choice("data", datamodule), group_choice("model", model))
-    callbacks = [*instantiate_group(cfg.get("callbacks")), *extra_callbacks]
-    trainer = build(cfg.trainer, callbacks=callbacks, logger=instantiate_group(cfg.get("logger")))
+    configured = instantiate_named(cfg.get("callbacks"))
+    check_callbacks(datamodule, configured, group_choice("data", datamodule))
+    trainer = build(cfg.trainer, callbacks=[*configured.values(), *extra_callbacks], logger=instantiate_group(cfg.get("logger")))
     return datamodule, model, trainer
 
 
@@ -74,11 +75,16 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
         raise
 
 
-def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Instantiate every entry of a dict-of-configs group (callbacks, logger) that has a `_target_`."""
+def instantiate_named(group: DictConfig | None) -> dict[str, Any]:
+    """{key: object} of every entry of a dict-of-configs group (callbacks, logger) that has a `_target_`."""
     if not group:
-        return []
-    return [build(entry) for entry in group.values() if isinstance(entry, DictConfig) and "_target_" in entry]
+        return {}
+    return {key: build(entry) for key, entry in group.items() if isinstance(entry, DictConfig) and "_target_" in entry}
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """The objects of instantiate_named, in order."""
+    return list(instantiate_named(group).values())
 
 
 def save_config_tree(cfg: DictConfig, save_dir: Path, show: bool) -> None:
