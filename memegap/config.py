@@ -24,7 +24,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from memegap.errors import UserError
-from memegap.utils.cli import usable_cores
+from memegap.utils.cli import config_error_line, usable_cores
 from memegap.utils.run_dir import config_subdir, run_name
 
 # The config tree lives at the repository root (conf/), beside the package (editable install).
@@ -268,3 +268,20 @@ def register_configs() -> None:
             node = yaml.safe_load(path.read_text()) or {}
             if "_target_" in node:
                 store.store(group=group, name=f"{path.stem}_schema", node=schema_of(node, f"{path.stem}_schema"))
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    """memegap-train's composed config with `overrides`, outside a Hydra app (the commands that build a run's parts
+    themselves: memegap-zeroshot, cone.py); a command line Hydra cannot compose is a UserError in one line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose(config_name="train.yaml", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise UserError(config_error_line(error)) from None

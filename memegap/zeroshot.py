@@ -33,7 +33,7 @@ from torch import Tensor
 
 from memegap.batch import float_images
 from memegap.errors import UserError, reported_as_one_line
-from memegap.metrics.zero_shot import TEMPLATES, class_prototypes, linear_probe, zero_shot
+from memegap.metrics.zero_shot import TEMPLATES, linear_probe, prompt_prototypes, zero_shot
 from memegap.utils.cli import HelpFormatter, command_console, config_error_line
 from memegap.utils.io import atomic_path
 
@@ -80,8 +80,7 @@ def evaluate(args: argparse.Namespace) -> tuple[list[dict], Path]:
     model = trained_model(cfg, args.run_dir, args.checkpoint)
     with torch.no_grad():
         features = {split: image_embeddings(model, datamodule, split, labelled[split]) for split in (SPLITS if not args.no_probe else (args.split,))}
-        prompts = [template.format(name) for name in words for template in templates]
-        prototypes = class_prototypes(model.embed_texts(prompts).reshape(len(words), len(templates), -1))
+        prototypes = prompt_prototypes(model.embed_texts, words, templates)
     model_name = f"{cfg.get('task_name', 'run')}/{args.run_dir.name}"
     scored = features[args.split]
     zero_shot_metrics = zero_shot(scored[0], prototypes, scored[1])
@@ -113,24 +112,18 @@ def labelled_source(cfg, args: argparse.Namespace):
 
     if args.data is None:
         return set_up_data(cfg), str(cfg.data.get("_target_", "data")).rsplit(".", 1)[-1].removesuffix("DataModule").lower()
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from memegap.config import CONFIG_DIR, register_configs
+    from memegap.config import compose_train
     from memegap.utils.run import build
 
     for item in args.set:
         if "=" not in item:
             raise UserError(f"--set {item}: write KEY=VALUE (a key of data={args.data})")
-    register_configs()
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            composed = compose(config_name="train.yaml", overrides=[f"data={args.data}", *(f"data.{item}" for item in args.set)])
-    except (HydraException, OmegaConfBaseException) as error:
-        raise UserError(f"--data {args.data} {' '.join(args.set)}: {config_error_line(error)}") from None
+        composed = compose_train([f"data={args.data}", *(f"data.{item}" for item in args.set)])
+    except UserError as error:
+        raise UserError(f"--data {args.data} {' '.join(args.set)}: {error}") from None
     given = {item.split("=", 1)[0] for item in args.set}
     if "image_size" in composed.data and "image_size" not in given and "image_size" in cfg.data:
         composed.data.image_size = cfg.data.image_size  # the size the run's image tower trained at

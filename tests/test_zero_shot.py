@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from memegap.metrics.zero_shot import balanced_recall_p_value, class_prototypes, classification_metrics, linear_probe, zero_shot
+from memegap.metrics.zero_shot import balanced_recall_p_value, class_prototypes, classification_metrics, linear_probe, prompt_prototypes, zero_shot
 
 
 def test_templates_average_as_clip_does():
@@ -150,8 +150,7 @@ def test_zero_shot_beats_chance_on_the_emoji_groups_after_training_and_not_befor
         model = hydra.utils.instantiate(cfg.model, _convert_="all").eval()
         with torch.no_grad():
             images, truth = image_embeddings(model, datamodule, "test", labels["test"])
-            prompts = [template.format(name) for name in words for template in TEMPLATES["en"]]
-            prototypes = class_prototypes(model.embed_texts(prompts).reshape(len(words), len(TEMPLATES["en"]), -1))
+            prototypes = prompt_prototypes(model.embed_texts, words, TEMPLATES["en"])
         before.append(zero_shot(images, prototypes, truth)["mean_per_class_recall"])
     assert sum(before) / 3 < 1.4 * after["chance_acc1"] < after["mean_per_class_recall"]
 

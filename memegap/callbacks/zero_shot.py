@@ -18,7 +18,7 @@ from torch import Tensor
 
 from memegap.callbacks.collect import EmbeddingCollector
 from memegap.metrics.retrieval import first_rows
-from memegap.metrics.zero_shot import TEMPLATES, class_prototypes, zero_shot
+from memegap.metrics.zero_shot import TEMPLATES, prompt_prototypes, zero_shot
 
 LOGGED = ("acc1", "acc5", "mean_per_class_recall")
 
@@ -49,7 +49,6 @@ class ZeroShotClassification(EmbeddingCollector):
         language = str(getattr(datamodule, "hparams", {}).get("language", "en"))
         templates = self.templates or TEMPLATES.get(language, TEMPLATES["en"])
         with torch.no_grad():
-            prompts = [template.format(name) for name in words for template in templates]
-            prototypes = class_prototypes(pl_module.embed_texts(prompts).reshape(len(words), len(templates), -1))
+            prototypes = prompt_prototypes(pl_module.embed_texts, words, templates)
         metrics = zero_shot(images[known], prototypes.to(images.device), labels[known], permutations=0)
         self.log_scalars(pl_module, f"{stage}/zero_shot", {name: metrics[name] for name in LOGGED})

@@ -155,11 +155,10 @@ def recall_at_k(
         # NaN compares false, so every rank would be 0 and R@k a perfect 1.0: refuse instead.
         raise ValueError("embeddings hold NaN or inf values (a diverged model, or broken weights or inputs): no R@k")
     if image_of_row is None:
-        first_rows, owner = torch.arange(len(image)), torch.arange(len(image))
+        images, owner = image, torch.arange(len(image), device=image.device)
     else:
-        first_rows, owner = images_of_rows(image_of_row)
-    images = image if image_of_row is None else image[first_rows.to(image.device)]
-    owner = owner.to(image.device)
+        firsts, owner = images_of_rows(image_of_row)
+        images, owner = image[firsts.to(image.device)], owner.to(image.device)
     candidate_pools = pools(len(images), pool_size, pool_seed, pool_repeats, pool_mode)
     if pool_size is not None and len(images) == len(text):  # one text per image: all pools in a few batched products
         texts = text if image_of_row is None else text[torch.argsort(owner)]  # row i describes image i

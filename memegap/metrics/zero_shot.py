@@ -11,6 +11,8 @@ answer (the largest class of the labels scored, or of the training labels for th
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -31,6 +33,13 @@ def class_prototypes(prompt_embeddings: Tensor) -> Tensor:
         raise ValueError(f"prompt embeddings must be classes × templates × d, got shape {tuple(prompt_embeddings.shape)}")
     unit = torch.nn.functional.normalize(prompt_embeddings.double(), dim=2)
     return torch.nn.functional.normalize(unit.mean(1), dim=1)
+
+
+def prompt_prototypes(embed_texts: Callable[[list[str]], Tensor], words: Sequence[str], templates: Sequence[str]) -> Tensor:
+    """C×d unit prototypes of C classes: each class's words fill every template ({}), `embed_texts` (strings ->
+    N×d) embeds the C·T prompts, class_prototypes averages them per class."""
+    prompts = [template.format(name) for name in words for template in templates]
+    return class_prototypes(embed_texts(prompts).reshape(len(words), len(templates), -1))
 
 
 def balanced_recall_p_value(predicted: Tensor, labels: Tensor, permutations: int = 1000, seed: int = 0) -> float:

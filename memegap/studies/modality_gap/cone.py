@@ -22,12 +22,10 @@ from pathlib import Path
 
 import hydra
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig
 
 from memegap.callbacks.geometry import plot_cosine_histograms
-from memegap.config import CONFIG_DIR, register_configs
+from memegap.config import compose_train
 from memegap.errors import UserError, reported_as_one_line
 from memegap.metrics.geometry import cosine_histograms, cosine_spread, modality_gap
 from memegap.metrics.retrieval import images_of_rows
@@ -43,12 +41,7 @@ MEASURES = ("gap", "image_mean_cosine", "image_min_cosine", "text_mean_cosine", 
 
 def composed(overrides: list[str]) -> DictConfig:
     """memegap-train's config with `overrides`, adapters left out; a wrong key or value is a UserError."""
-    register_configs()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        try:
-            cfg = compose(config_name="train.yaml", overrides=overrides)
-        except ConfigCompositionException as error:
-            raise UserError(str(error).replace("\n", " ")) from error
+    cfg = compose_train(overrides)
     target = cfg.model.get("_target_")
     if target not in NO_ADAPTERS:
         raise UserError(f"cone.py measures a dual encoder (model=dual_encoder or model=clip_dora); these overrides compose {target} "
